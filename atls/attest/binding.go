@@ -230,4 +230,3 @@ func (h *HexBytes) UnmarshalText(b []byte) error {
 }
 
 func (h HexBytes) String() string { return hex.EncodeToString(h) }
-

@@ -1,0 +1,236 @@
+package atls
+
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/confidential-go/atls/atls/attest"
+	"github.com/confidential-go/atls/certgen"
+)
+
+// ClientOptions configure the verifying side of a client, the attested
+// side, or both (mutual attestation).
+type ClientOptions struct {
+	// Verifier appraises the server's evidence. When nil the server is
+	// verified the ordinary way (the base configuration's RootCAs and
+	// ServerName), and Attester must be set.
+	Verifier attest.Verifier
+	// AcceptStatic accepts static-mode server evidence no older than
+	// MaxAge (default DefaultMaxAge). Off by default: the client's nonce
+	// is then the only accepted freshness.
+	AcceptStatic bool
+	MaxAge       time.Duration
+
+	// Attester, when set, makes the client present attested certificates
+	// when the server asks for one, bound to the nonce the server sends.
+	Attester attest.Attester
+	// StaticFallback presents a static-mode certificate to servers that
+	// ask for a client certificate but send no nonce (servers that are
+	// not this library). Off by default: such requests fail.
+	StaticFallback bool
+	// KeyType and Validity of the client's certificates (see certgen).
+	KeyType    certgen.KeyType
+	Validity   time.Duration
+	CommonName string
+
+	// Base is the configuration TLSConfig, DialContext and Transport
+	// start from (nil for none); Hook takes its base explicitly.
+	Base *tls.Config
+	// EnableResumption keeps the base's ClientSessionCache. Resumed
+	// sessions are checked again in VerifyConnection and, with nonce
+	// freshness, refused; leave it off unless you accept that.
+	EnableResumption bool
+	// CacheSize bounds the verification cache (default DefaultCacheSize).
+	CacheSize int
+	// Logger receives one line per rejected server (Warn) and accepted
+	// one (Debug). Nil means silent.
+	Logger *slog.Logger
+	// Now returns the current time (default time.Now).
+	Now func() time.Time
+}
+
+// Client makes client-side tls.Configs. Create it with NewClient.
+//
+// A client configuration carries the nonce of exactly one handshake, so
+// every connection needs its own: use DialContext or Transport, or call
+// TLSConfig/Hook once per connection. A configuration used for a second
+// handshake fails that handshake rather than reuse its nonce.
+type Client struct {
+	opts   ClientOptions
+	peer   *peerCheck // nil when the server is verified by PKI
+	static *certgen.Static
+}
+
+// NewClient checks opts and returns a Client.
+func NewClient(opts ClientOptions) (*Client, error) {
+	if opts.Verifier == nil && opts.Attester == nil {
+		return nil, attest.Fail(attest.ErrConfig, "client.options", "neither a Verifier nor an Attester: nothing to verify or attest")
+	}
+	if opts.Verifier == nil && opts.Base != nil && opts.Base.InsecureSkipVerify {
+		return nil, attest.Fail(attest.ErrConfig, "client.options", "no Verifier and InsecureSkipVerify: the server would not be verified at all")
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	c := &Client{opts: opts}
+	if opts.Verifier != nil {
+		c.peer = &peerCheck{
+			verifier:     opts.Verifier,
+			role:         attest.RoleServer,
+			acceptStatic: opts.AcceptStatic,
+			maxAge:       opts.MaxAge,
+			now:          opts.Now,
+			cache:        newLRU(opts.CacheSize),
+			claims:       newLRU(opts.CacheSize),
+			logger:       opts.Logger,
+		}
+	}
+	if opts.Attester != nil && opts.StaticFallback {
+		st, err := certgen.NewStatic(c.request(attest.ModeStatic, [attest.NonceSize]byte{}))
+		if err != nil {
+			return nil, err
+		}
+		c.static = st
+	}
+	return c, nil
+}
+
+func (c *Client) request(mode attest.Mode, nonce [attest.NonceSize]byte) certgen.Request {
+	return certgen.Request{
+		Attester:   c.opts.Attester,
+		Role:       attest.RoleClient,
+		Mode:       mode,
+		Nonce:      nonce,
+		KeyType:    c.opts.KeyType,
+		Validity:   c.opts.Validity,
+		CommonName: c.opts.CommonName,
+		Now:        c.opts.Now,
+	}
+}
+
+// TLSConfig returns a configuration for one connection, made from
+// ClientOptions.Base.
+func (c *Client) TLSConfig() (*tls.Config, error) {
+	return c.hook(context.Background(), c.opts.Base)
+}
+
+// Hook returns a copy of base (which may be nil) patched for one attested
+// connection: TLS 1.3 only, a fresh nonce appended to base.NextProtos
+// (which are kept), the server's evidence checked in VerifyConnection
+// (before base.VerifyConnection, which still runs), and, with an
+// Attester, an attested client certificate. base is not modified.
+func (c *Client) Hook(base *tls.Config) (*tls.Config, error) {
+	return c.hook(context.Background(), base)
+}
+
+func (c *Client) hook(ctx context.Context, base *tls.Config) (*tls.Config, error) {
+	var cfg *tls.Config
+	if base == nil {
+		cfg = &tls.Config{}
+	} else {
+		cfg = base.Clone()
+	}
+	cfg.MinVersion = tls.VersionTLS13
+	cfg.MaxVersion = 0
+	if !c.opts.EnableResumption {
+		cfg.ClientSessionCache = nil
+	}
+
+	if c.peer != nil {
+		nonce, err := newNonce()
+		if err != nil {
+			return nil, err
+		}
+		cfg.NextProtos = append(slices.Clone(cfg.NextProtos), encodeNonce(nonce))
+		// Chain and name checks of the PKI do not apply to attested
+		// certificates; VerifyConnection below does the whole appraisal.
+		cfg.InsecureSkipVerify = true
+		cfg.VerifyPeerCertificate = nil
+		userVerify := cfg.VerifyConnection
+		peer := c.peer
+		var used atomic.Bool
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			if used.Swap(true) {
+				return attest.Fail(attest.ErrConfig, "nonce.reuse", "this client configuration was already used for a handshake; make one per connection (Client.DialContext or Client.Transport do)")
+			}
+			if _, err := peer.verify(ctx, cs, &nonce); err != nil {
+				return err
+			}
+			if userVerify != nil {
+				return userVerify(cs)
+			}
+			return nil
+		}
+	}
+
+	if c.opts.Attester != nil {
+		cfg.Certificates = nil
+		cfg.GetClientCertificate = func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			rctx := cri.Context()
+			n, found, err := nonceFromCAs(cri.AcceptableCAs)
+			var cert *tls.Certificate
+			switch {
+			case err != nil:
+			case found:
+				cert, err = certgen.Issue(rctx, c.request(attest.ModeNonce, n))
+			case c.static != nil:
+				cert, err = c.static.Certificate(rctx)
+			default:
+				err = attest.Fail(attest.ErrBinding, "nonce.missing", "the server asked for a client certificate but sent no nonce (enable StaticFallback to present a static one)")
+			}
+			if err != nil && c.opts.Logger != nil {
+				c.opts.Logger.LogAttrs(rctx, slog.LevelWarn, "atls: cannot present an attested client certificate", slog.String("error", err.Error()))
+			}
+			return cert, err
+		}
+	}
+	return cfg, nil
+}
+
+// DialContext connects to addr and completes an attested TLS handshake,
+// with a configuration made for this connection from ClientOptions.Base.
+// When Base has no ServerName it is taken from addr.
+func (c *Client) DialContext(ctx context.Context, network, addr string) (*tls.Conn, error) {
+	cfg, err := c.hook(ctx, c.opts.Base)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.ServerName == "" {
+		if host, _, err := net.SplitHostPort(addr); err == nil {
+			cfg.ServerName = host
+		}
+	}
+	d := &tls.Dialer{Config: cfg}
+	conn, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return conn.(*tls.Conn), nil
+}
+
+// Transport returns an http.Transport that attests every connection it
+// opens (a fresh configuration, and nonce, per connection). It starts
+// from a clone of http.DefaultTransport.
+func (c *Client) Transport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = nil
+	t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return c.DialContext(ctx, network, addr)
+	}
+	return t
+}
+
+// PeerClaims returns the verified claims of the server of a connection
+// made with this Client. ok is false when this Client did not verify it.
+func (c *Client) PeerClaims(cs tls.ConnectionState) (*attest.Claims, bool) {
+	if c.peer == nil || !cs.HandshakeComplete {
+		return nil, false
+	}
+	return c.peer.peerClaims(cs)
+}

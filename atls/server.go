@@ -1,0 +1,254 @@
+package atls
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/confidential-go/atls/atls/attest"
+	"github.com/confidential-go/atls/certgen"
+)
+
+// Freshness selects how an attester proves its evidence is current.
+type Freshness int
+
+const (
+	// FreshnessNonce (the default) binds every certificate to the peer's
+	// fresh nonce: one attestation per handshake, no replay.
+	FreshnessNonce Freshness = iota
+	// FreshnessStatic reuses one attested certificate until it rotates;
+	// verifiers must opt in and bound its age. Use it where the peer
+	// cannot send a nonce (browsers, curl, openssl) or where the cost of
+	// one attestation per handshake matters.
+	FreshnessStatic
+)
+
+func (f Freshness) String() string {
+	switch f {
+	case FreshnessNonce:
+		return "nonce"
+	case FreshnessStatic:
+		return "static"
+	}
+	return fmt.Sprintf("Freshness(%d)", int(f))
+}
+
+// ServerOptions configure the attested side of a server, the verifying
+// side, or both (mutual attestation).
+type ServerOptions struct {
+	// Attester makes the server's evidence. When nil the server presents
+	// the certificates of the base configuration (ordinary PKI), and
+	// ClientVerifier must be set.
+	Attester attest.Attester
+	// Freshness of the server's evidence (default FreshnessNonce).
+	Freshness Freshness
+	// StaticFallback, in nonce mode, serves a static-mode certificate to
+	// clients that send no nonce instead of refusing them. Such clients
+	// can check the certificate offline; they get no freshness guarantee.
+	StaticFallback bool
+	// KeyType and Validity of the server's certificates (see certgen).
+	KeyType  certgen.KeyType
+	Validity time.Duration
+	// CommonName and DNSNames are written into the server's certificates
+	// for display; peers are identified by evidence, not names.
+	CommonName string
+	DNSNames   []string
+
+	// ClientVerifier, when set, requires every client to present
+	// attested evidence bound to a nonce the server sends in its
+	// CertificateRequest (mutual attestation, or attested clients of an
+	// ordinary-PKI server).
+	ClientVerifier attest.Verifier
+	// AcceptStaticClients accepts static-mode client evidence no older
+	// than ClientMaxAge (default DefaultMaxAge).
+	AcceptStaticClients bool
+	ClientMaxAge        time.Duration
+
+	// EnableResumption turns TLS session tickets on. Checks run in
+	// VerifyConnection, so a resumed session is checked again; with nonce
+	// freshness a resumed session cannot be re-bound to a new nonce and
+	// is therefore refused. Leave it off unless you accept that trade-off.
+	EnableResumption bool
+	// CacheSize bounds the verification cache (default DefaultCacheSize).
+	CacheSize int
+	// Logger receives one line per rejected peer (Warn) and per accepted
+	// one (Debug). Nil means silent.
+	Logger *slog.Logger
+	// Now returns the current time (default time.Now).
+	Now func() time.Time
+}
+
+// Server makes server-side tls.Configs. Create it with NewServer.
+type Server struct {
+	opts   ServerOptions
+	static *certgen.Static
+	peer   *peerCheck // nil unless ClientVerifier is set
+}
+
+// NewServer checks opts and returns a Server.
+func NewServer(opts ServerOptions) (*Server, error) {
+	if opts.Attester == nil && opts.ClientVerifier == nil {
+		return nil, attest.Fail(attest.ErrConfig, "server.options", "neither an Attester nor a ClientVerifier: nothing to attest or verify")
+	}
+	if opts.Freshness != FreshnessNonce && opts.Freshness != FreshnessStatic {
+		return nil, attest.Fail(attest.ErrConfig, "server.options", "unknown freshness %v", opts.Freshness)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Server{opts: opts}
+	if opts.Attester != nil && (opts.Freshness == FreshnessStatic || opts.StaticFallback) {
+		st, err := certgen.NewStatic(s.request(attest.ModeStatic, [attest.NonceSize]byte{}))
+		if err != nil {
+			return nil, err
+		}
+		s.static = st
+	}
+	if opts.ClientVerifier != nil {
+		s.peer = &peerCheck{
+			verifier:     opts.ClientVerifier,
+			role:         attest.RoleClient,
+			acceptStatic: opts.AcceptStaticClients,
+			maxAge:       opts.ClientMaxAge,
+			now:          opts.Now,
+			cache:        newLRU(opts.CacheSize),
+			claims:       newLRU(opts.CacheSize),
+			logger:       opts.Logger,
+		}
+	}
+	return s, nil
+}
+
+func (s *Server) request(mode attest.Mode, nonce [attest.NonceSize]byte) certgen.Request {
+	return certgen.Request{
+		Attester:   s.opts.Attester,
+		Role:       attest.RoleServer,
+		Mode:       mode,
+		Nonce:      nonce,
+		KeyType:    s.opts.KeyType,
+		Validity:   s.opts.Validity,
+		CommonName: s.opts.CommonName,
+		DNSNames:   s.opts.DNSNames,
+		Now:        s.opts.Now,
+	}
+}
+
+// TLSConfig returns a new server configuration. It may be used for any
+// number of connections.
+func (s *Server) TLSConfig() *tls.Config {
+	return s.Hook(nil)
+}
+
+// Hook returns a copy of base (which may be nil) patched for attestation:
+// TLS 1.3 only, an attested certificate per connection, and, with a
+// ClientVerifier, client attestation checked in VerifyConnection. The
+// base's own NextProtos, ClientAuth/ClientCAs (when the server does not
+// verify attested clients) and VerifyConnection are kept; the latter runs
+// after the attestation checks. base is not modified.
+func (s *Server) Hook(base *tls.Config) *tls.Config {
+	var cfg *tls.Config
+	if base == nil {
+		cfg = &tls.Config{}
+	} else {
+		cfg = base.Clone()
+	}
+	cfg.MinVersion = tls.VersionTLS13
+	cfg.MaxVersion = 0
+	if !s.opts.EnableResumption {
+		cfg.SessionTicketsDisabled = true
+	}
+	userGetConfig := cfg.GetConfigForClient
+	tmpl := cfg.Clone()
+	tmpl.GetConfigForClient = nil
+	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		t := tmpl
+		if userGetConfig != nil {
+			uc, err := userGetConfig(hello)
+			if err != nil {
+				return nil, err
+			}
+			if uc != nil {
+				t = s.Hook(uc)
+				t.GetConfigForClient = nil
+			}
+		}
+		return s.connConfig(t, hello)
+	}
+	return cfg
+}
+
+// connConfig builds the configuration of one connection.
+func (s *Server) connConfig(tmpl *tls.Config, hello *tls.ClientHelloInfo) (*tls.Config, error) {
+	ctx := hello.Context()
+	clientNonce, found, appProtos, err := splitALPN(hello.SupportedProtos)
+	if err != nil {
+		return nil, err
+	}
+	cfg := tmpl.Clone()
+	if found && len(appProtos) == 0 {
+		// The client offered no protocol of its own: negotiate none
+		// rather than fail with no_application_protocol.
+		cfg.NextProtos = nil
+	}
+
+	if s.opts.Attester != nil {
+		var cert *tls.Certificate
+		switch {
+		case s.opts.Freshness == FreshnessNonce && found:
+			cert, err = certgen.Issue(ctx, s.request(attest.ModeNonce, clientNonce))
+		case s.static != nil:
+			cert, err = s.static.Certificate(ctx)
+		default:
+			err = attest.Fail(attest.ErrBinding, "nonce.missing", "client sent no nonce and this server requires one (nonce freshness, no static fallback)")
+		}
+		if err != nil {
+			if s.opts.Logger != nil {
+				s.opts.Logger.LogAttrs(ctx, slog.LevelWarn, "atls: cannot serve an attested certificate", slog.String("error", err.Error()))
+			}
+			return nil, err
+		}
+		cfg.Certificates = nil
+		cfg.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cert, nil }
+	}
+
+	if s.peer != nil {
+		serverNonce, err := newNonce()
+		if err != nil {
+			return nil, err
+		}
+		dn, err := nonceDN(serverNonce)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		// Only the subject is ever read from this pool: it fills the
+		// certificate_authorities list of the CertificateRequest.
+		pool.AddCert(&x509.Certificate{Raw: dn, RawSubject: dn})
+		cfg.ClientCAs = pool
+		cfg.ClientAuth = tls.RequireAnyClientCert
+		userVerify := cfg.VerifyConnection
+		peer := s.peer
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			if _, err := peer.verify(ctx, cs, &serverNonce); err != nil {
+				return err
+			}
+			if userVerify != nil {
+				return userVerify(cs)
+			}
+			return nil
+		}
+	}
+	return cfg, nil
+}
+
+// PeerClaims returns the verified claims of the client of a connection
+// accepted with this Server's configuration (mutual attestation only).
+// ok is false when the client was not verified by this Server.
+func (s *Server) PeerClaims(cs tls.ConnectionState) (*attest.Claims, bool) {
+	if s.peer == nil || !cs.HandshakeComplete {
+		return nil, false
+	}
+	return s.peer.peerClaims(cs)
+}
