@@ -46,7 +46,8 @@ type ClientOptions struct {
 	// sessions are checked again in VerifyConnection and, with nonce
 	// freshness, refused; leave it off unless you accept that.
 	EnableResumption bool
-	// CacheSize bounds the verification cache (default DefaultCacheSize).
+	// CacheSize bounds the verification cache (default DefaultCacheSize;
+	// negative disables it).
 	CacheSize int
 	// Logger receives one line per rejected server (Warn) and accepted
 	// one (Debug). Nil means silent.
@@ -87,7 +88,7 @@ func NewClient(opts ClientOptions) (*Client, error) {
 			maxAge:       opts.MaxAge,
 			now:          opts.Now,
 			cache:        newLRU(opts.CacheSize),
-			claims:       newLRU(opts.CacheSize),
+			claims:       newLRU(max(opts.CacheSize, 0)),
 			logger:       opts.Logger,
 		}
 	}
@@ -151,7 +152,6 @@ func (c *Client) hook(ctx context.Context, base *tls.Config) (*tls.Config, error
 		// Chain and name checks of the PKI do not apply to attested
 		// certificates; VerifyConnection below does the whole appraisal.
 		cfg.InsecureSkipVerify = true
-		cfg.VerifyPeerCertificate = nil
 		userVerify := cfg.VerifyConnection
 		peer := c.peer
 		var used atomic.Bool

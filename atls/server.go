@@ -71,7 +71,8 @@ type ServerOptions struct {
 	// freshness a resumed session cannot be re-bound to a new nonce and
 	// is therefore refused. Leave it off unless you accept that trade-off.
 	EnableResumption bool
-	// CacheSize bounds the verification cache (default DefaultCacheSize).
+	// CacheSize bounds the verification cache (default DefaultCacheSize;
+	// negative disables it).
 	CacheSize int
 	// Logger receives one line per rejected peer (Warn) and per accepted
 	// one (Debug). Nil means silent.
@@ -114,7 +115,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 			maxAge:       opts.ClientMaxAge,
 			now:          opts.Now,
 			cache:        newLRU(opts.CacheSize),
-			claims:       newLRU(opts.CacheSize),
+			claims:       newLRU(max(opts.CacheSize, 0)),
 			logger:       opts.Logger,
 		}
 	}

@@ -187,8 +187,10 @@ type lruEntry struct {
 	exp    time.Time
 }
 
+// newLRU returns a cache of max entries: DefaultCacheSize when max is 0,
+// and a cache that keeps nothing when max is negative.
 func newLRU(max int) *lru {
-	if max <= 0 {
+	if max == 0 {
 		max = DefaultCacheSize
 	}
 	return &lru{max: max, ll: list.New(), items: map[[sha256.Size]byte]*list.Element{}}
@@ -212,6 +214,9 @@ func (c *lru) get(k [sha256.Size]byte, now time.Time) (*attest.Claims, bool) {
 }
 
 func (c *lru) put(k [sha256.Size]byte, claims *attest.Claims, exp time.Time) {
+	if c.max < 0 {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.items[k]; ok {
