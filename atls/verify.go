@@ -118,11 +118,11 @@ func (p *peerCheck) verifyState(ctx context.Context, cs tls.ConnectionState, non
 	if err != nil {
 		return nil, err
 	}
-	out := *claims
+	out := claims.Clone()
 	out.Role, out.Mode = params.Role, params.Mode
 	out.NotBefore, out.NotAfter = leaf.NotBefore, leaf.NotAfter
-	p.claims.put(sha256.Sum256(leaf.Raw), &out, leaf.NotAfter)
-	return &out, nil
+	p.claims.put(sha256.Sum256(leaf.Raw), out, leaf.NotAfter)
+	return out.Clone(), nil
 }
 
 // appraise runs the verifier, through the cache: the key covers the
@@ -169,8 +169,7 @@ func (p *peerCheck) peerClaims(cs tls.ConnectionState) (*attest.Claims, bool) {
 	if !ok {
 		return nil, false
 	}
-	out := *c
-	return &out, true
+	return c.Clone(), true
 }
 
 // lru is a small bounded cache with per-entry expiry.
@@ -230,10 +229,4 @@ func (c *lru) put(k [sha256.Size]byte, claims *attest.Claims, exp time.Time) {
 		c.ll.Remove(last)
 		delete(c.items, last.Value.(*lruEntry).key)
 	}
-}
-
-func (c *lru) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.ll.Len()
 }

@@ -23,6 +23,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"maps"
 	"math/big"
 	"time"
 
@@ -136,10 +137,16 @@ func Issue(ctx context.Context, req Request) (*tls.Certificate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("certgen: binding: %w", err)
 	}
-	ev, err := req.Attester.Attest(ctx, reportData)
+	got, err := req.Attester.Attest(ctx, reportData)
 	if err != nil {
 		return nil, fmt.Errorf("certgen: attesting: %w", err)
 	}
+	if got == nil {
+		return nil, errors.New("certgen: the attester returned no evidence")
+	}
+	// Work on a copy: the evidence belongs to the attester, which may
+	// reuse it.
+	ev := &attest.Evidence{Type: got.Type, Records: maps.Clone(got.Records)}
 	if err := ev.SetBinding(req.Role, req.Mode); err != nil {
 		return nil, fmt.Errorf("certgen: %w", err)
 	}

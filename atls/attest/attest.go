@@ -11,6 +11,7 @@
 package attest
 
 import (
+	"bytes"
 	"context"
 	"time"
 )
@@ -91,4 +92,24 @@ type SNPClaims struct {
 	// Firmware version: current and committed (major, minor, build).
 	CurrentVersion   string `json:"current_version"`
 	CommittedVersion string `json:"committed_version"`
+}
+
+// Clone returns a deep copy of c, so that callers may keep or change it
+// without affecting cached results.
+func (c *Claims) Clone() *Claims {
+	if c == nil {
+		return nil
+	}
+	out := *c
+	out.ReportData = bytes.Clone(c.ReportData)
+	out.EvidenceDigest = bytes.Clone(c.EvidenceDigest)
+	if c.SNP != nil {
+		s := *c.SNP
+		for _, f := range []*HexBytes{&s.FamilyID, &s.ImageID, &s.Measurement, &s.HostData, &s.IDKeyDigest,
+			&s.AuthorKeyDigest, &s.ReportID, &s.ReportIDMA, &s.ChipID} {
+			*f = bytes.Clone(*f)
+		}
+		out.SNP = &s
+	}
+	return &out
 }

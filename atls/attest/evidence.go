@@ -101,23 +101,73 @@ func (e *Evidence) SetBinding(role Role, mode Mode) error {
 	return nil
 }
 
-// Binding decodes the binding record strictly.
+// Binding decodes the binding record strictly: exactly the members
+// "version" (the number 1), "role" and "mode", each once, spelled exactly,
+// and nothing after the object.
 func (e *Evidence) Binding() (BindingParams, error) {
 	var p BindingParams
 	raw, err := e.Record(BindingRecordLabel, BindingMediaType)
 	if err != nil {
 		return p, err
 	}
+	bad := func(format string, args ...any) (BindingParams, error) {
+		return BindingParams{}, Fail(ErrMalformedEvidence, "evidence.binding", format, args...)
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&p); err != nil {
-		return p, Wrap(ErrMalformedEvidence, "evidence.binding", err)
+	dec.UseNumber()
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return bad("binding record is not a JSON object")
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return p, Fail(ErrMalformedEvidence, "evidence.binding", "trailing data after binding record")
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return bad("%v", err)
+		}
+		key, _ := t.(string)
+		if seen[key] {
+			return bad("duplicate member %q", key)
+		}
+		seen[key] = true
+		v, err := dec.Token()
+		if err != nil {
+			return bad("%v", err)
+		}
+		switch key {
+		case "version":
+			n, ok := v.(json.Number)
+			if !ok || n.String() != "1" {
+				return bad("unknown binding version %v", v)
+			}
+			p.Version = BindingParamsVersion
+		case "role":
+			s, ok := v.(string)
+			if !ok {
+				return bad("role is not a string")
+			}
+			if err := p.Role.UnmarshalText([]byte(s)); err != nil {
+				return bad("%v", err)
+			}
+		case "mode":
+			s, ok := v.(string)
+			if !ok {
+				return bad("mode is not a string")
+			}
+			if err := p.Mode.UnmarshalText([]byte(s)); err != nil {
+				return bad("%v", err)
+			}
+		default:
+			return bad("unknown member %q", key)
+		}
 	}
-	if p.Version != BindingParamsVersion {
-		return p, Fail(ErrMalformedEvidence, "evidence.binding", "unknown binding version %d", p.Version)
+	if t, err := dec.Token(); err != nil || t != json.Delim('}') {
+		return bad("binding record not closed")
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return bad("trailing data after binding record")
+	}
+	if len(seen) != 3 {
+		return bad("binding record needs version, role and mode")
 	}
 	return p, nil
 }
@@ -161,17 +211,21 @@ func (e *Evidence) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// writeString writes s as a JSON string. Every string written has been
+// checked to consist of characters that JSON does not escape, so the
+// encoding is the plain quoted text and the same in every implementation.
 func writeString(buf *bytes.Buffer, s string) {
-	b, _ := json.Marshal(s) // strings always marshal
-	buf.Write(b)
+	buf.WriteByte('"')
+	buf.WriteString(s)
+	buf.WriteByte('"')
 }
 
 func (e *Evidence) check() error {
 	if e == nil {
 		return Fail(ErrMalformedEvidence, "evidence.collection", "nil evidence")
 	}
-	if e.Type == "" || len(e.Type) > MaxMediaTypeSize {
-		return Fail(ErrMalformedEvidence, "evidence.collection", "collection type missing or longer than %d bytes", MaxMediaTypeSize)
+	if err := checkType(e.Type); err != nil {
+		return err
 	}
 	if len(e.Records) == 0 || len(e.Records) > MaxRecords {
 		return Fail(ErrMalformedEvidence, "evidence.collection", "collection has %d records, want 1..%d", len(e.Records), MaxRecords)
@@ -180,14 +234,69 @@ func (e *Evidence) check() error {
 		if err := checkLabel(l); err != nil {
 			return err
 		}
-		if r.MediaType == "" || len(r.MediaType) > MaxMediaTypeSize {
-			return Fail(ErrMalformedEvidence, "evidence.record", "record %q: media type missing or longer than %d bytes", l, MaxMediaTypeSize)
+		if err := checkMediaType(l, r.MediaType); err != nil {
+			return err
 		}
 		if len(r.Value) == 0 || len(r.Value) > MaxRecordSize {
 			return Fail(ErrMalformedEvidence, "evidence.record", "record %q: value of %d bytes, want 1..%d", l, len(r.Value), MaxRecordSize)
 		}
 	}
 	return nil
+}
+
+// checkType accepts a collection type of 1 to MaxMediaTypeSize printable
+// ASCII characters other than those JSON or URIs would need escaped.
+func checkType(t string) error {
+	if t == "" || len(t) > MaxMediaTypeSize {
+		return Fail(ErrMalformedEvidence, "evidence.collection", "collection type missing or longer than %d bytes", MaxMediaTypeSize)
+	}
+	for _, c := range []byte(t) {
+		if c <= 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' {
+			return Fail(ErrMalformedEvidence, "evidence.collection", "collection type %q has a character outside printable ASCII URI characters", t)
+		}
+	}
+	return nil
+}
+
+// checkMediaType accepts "type/subtype" with RFC 6838 restricted-name
+// characters and no parameters.
+func checkMediaType(label, mt string) error {
+	bad := Fail(ErrMalformedEvidence, "evidence.record", "record %q: media type %q is not type/subtype of at most %d bytes", label, mt, MaxMediaTypeSize)
+	if mt == "" || len(mt) > MaxMediaTypeSize {
+		return bad
+	}
+	typ, sub, ok := strings.Cut(mt, "/")
+	if !ok || !restrictedName(typ) || !restrictedName(sub) {
+		return bad
+	}
+	return nil
+}
+
+func restrictedName(s string) bool {
+	if s == "" || len(s) > 127 {
+		return false
+	}
+	for i, c := range []byte(s) {
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if i == 0 && !alnum {
+			return false
+		}
+		if !alnum && !strings.ContainsRune("!#$&-^_.+", rune(c)) {
+			return false
+		}
+	}
+	return true
+}
+
+// isBase64URL reports whether s uses only the unpadded base64url alphabet
+// (Go's decoder would otherwise skip line breaks).
+func isBase64URL(s string) bool {
+	for _, c := range []byte(s) {
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 func checkLabel(l string) error {
@@ -245,8 +354,11 @@ func ParseCollection(data []byte) (*Evidence, error) {
 		if key == CollectionTypeKey {
 			t, err := dec.Token()
 			s, ok := t.(string)
-			if err != nil || !ok || s == "" || len(s) > MaxMediaTypeSize {
-				return bad("collection type must be a non-empty string of at most %d bytes", MaxMediaTypeSize)
+			if err != nil || !ok {
+				return bad("collection type must be a string")
+			}
+			if err := checkType(s); err != nil {
+				return nil, err
 			}
 			ev.Type = s
 			continue
@@ -272,13 +384,16 @@ func ParseCollection(data []byte) (*Evidence, error) {
 		if t, err := dec.Token(); err != nil || t != json.Delim(']') {
 			return bad("record %q has more than two members", key)
 		}
-		if parts[0] == "" || len(parts[0]) > MaxMediaTypeSize {
-			return bad("record %q: media type missing or too long", key)
+		if err := checkMediaType(key, parts[0]); err != nil {
+			return nil, err
 		}
 		if base64.RawURLEncoding.DecodedLen(len(parts[1])) > MaxRecordSize {
 			return bad("record %q: value exceeds %d bytes", key, MaxRecordSize)
 		}
 		v, err := base64.RawURLEncoding.Strict().DecodeString(parts[1])
+		if err == nil && !isBase64URL(parts[1]) {
+			err = errors.New("characters outside the base64url alphabet")
+		}
 		if err != nil {
 			return bad("record %q: value is not unpadded base64url: %v", key, err)
 		}
