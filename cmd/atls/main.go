@@ -3,22 +3,47 @@
 //
 // Usage:
 //
-//	atls <command> [flags]
+//	atls <command> [flags] [arguments]
 //
 // Commands:
 //
+//	serve    run an attested HTTPS server (in a confidential VM, or simulated)
+//	get      fetch a URL from an attested server, verifying its evidence
+//	verify   verify an attested certificate or endpoint against a policy
+//	inspect  decode the evidence of a certificate or endpoint, without verifying it
+//	certgen  write an attested certificate and private key
+//	policy   write a policy: "policy init", "policy from-cert"
+//	roots    print the AMD roots in use: "roots export"
 //	demo     attested server and verifying client on loopback, with the simulator
 //	version  print the version
+//	help     show the help of a command
 //
-// Run "atls <command> -h" for a command's flags.
+// Run "atls help <command>" or "atls <command> -h" for a command's flags
+// and examples.
+//
+// Exit codes:
+//
+//	0  success
+//	1  failure (I/O, network, a handshake the peer refused, an HTTP error status)
+//	2  usage or configuration error (flags, arguments, policy or roots file)
+//	3  not attested: the certificate or peer carries no attestation evidence
+//	4  verification failed: evidence malformed, not authentic, or not bound
+//	   to this certificate, nonce, role or time
+//	5  policy failed: authentic evidence that the policy does not accept
+//
+// The simulator (--simulate) keeps a simulated AMD key hierarchy and the
+// identity of a simulated VM in the user's configuration directory
+// (atls/sim, or --sim-dir), so that separate runs agree on them.
+// Everything it produces is labelled SIMULATED.
 package main
 
 import (
-	"errors"
-	"flag"
+	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"sync"
 
 	"github.com/google/logger"
 )
@@ -35,88 +60,126 @@ const (
 
 const version = "0.1.0"
 
+// exitCodesHelp is the exit code table shown by "atls help".
+const exitCodesHelp = `Exit codes:
+  0  success
+  1  failure (I/O, network, a handshake the peer refused, an HTTP error status)
+  2  usage or configuration error (flags, arguments, policy or roots file)
+  3  not attested: the certificate or peer carries no attestation evidence
+  4  verification failed: evidence malformed, not authentic, or not bound
+     to this certificate, nonce, role or time
+  5  policy failed: authentic evidence that the policy does not accept
+`
+
+// env is what a command runs with.
+type env struct {
+	ctx            context.Context
+	stdout, stderr io.Writer
+	// listening, when set, is called by serve with the address it bound
+	// (tests listen on port 0).
+	listening func(net.Addr)
+}
+
 type command struct {
 	name    string
 	summary string
-	run     func(args []string, stdout, stderr io.Writer) int
+	run     func(e *env, args []string) int
 }
 
 func commands() []command {
 	return []command{
-		{"demo", "attested server and verifying client on loopback, with the simulator", runDemo},
-		{"version", "print the version", func(_ []string, stdout, _ io.Writer) int {
-			fmt.Fprintln(stdout, "atls", version)
-			return exitOK
+		{"serve", "run an attested HTTPS server (in a confidential VM, or simulated)", runServe},
+		{"get", "fetch a URL from an attested server, verifying its evidence", runGet},
+		{"verify", "verify an attested certificate or endpoint against a policy", runVerify},
+		{"inspect", "decode the evidence of a certificate or endpoint, without verifying it", runInspect},
+		{"certgen", "write an attested certificate and private key", runCertgen},
+		{"policy", `write a policy: "policy init", "policy from-cert"`, runPolicy},
+		{"roots", `print the AMD roots in use: "roots export"`, runRoots},
+		{"demo", "attested server and verifying client on loopback, with the simulator", func(e *env, args []string) int {
+			return runDemo(args, e.stdout, e.stderr)
 		}},
+		{"version", "print the version", runVersion},
+		{"help", "show the help of a command", runHelp},
 	}
 }
 
 func main() {
-	// go-sev-guest logs through github.com/google/logger, which prints a
-	// warning to stderr when used before Init. Route it nowhere: this
-	// command reports errors itself. (go-sev-guest also registers flags
-	// on flag.CommandLine; this command never parses that set, so they
-	// do not appear in its help.)
-	logger.Init("atls", false, false, io.Discard)
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+var initLogger sync.Once
+
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(stderr)
-		if len(args) == 0 {
-			return exitUsage
-		}
+	return runEnv(&env{ctx: context.Background(), stdout: stdout, stderr: stderr}, args)
+}
+
+func runEnv(e *env, args []string) int {
+	// go-sev-guest logs through github.com/google/logger, which prints a
+	// warning to stderr when used before Init. Route it nowhere: this
+	// command reports errors itself. (go-sev-guest also registers flags
+	// on flag.CommandLine; this command never parses or prints that set,
+	// so they do not appear in its help.)
+	initLogger.Do(func() { logger.Init("atls", false, false, io.Discard) })
+
+	if len(args) == 0 {
+		usage(e.stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help":
+		usage(e.stdout)
 		return exitOK
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
-			return c.run(args[1:], stdout, stderr)
+			return c.run(e, args[1:])
 		}
 	}
-	fmt.Fprintf(stderr, "atls: unknown command %q\n\n", args[0])
-	usage(stderr)
+	fmt.Fprintf(e.stderr, "atls: unknown command %q\n\n", args[0])
+	usage(e.stderr)
 	return exitUsage
 }
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "atls: attested TLS for AMD SEV-SNP confidential VMs")
-	fmt.Fprintln(w, "\nUsage:\n  atls <command> [flags]\n\nCommands:")
+	fmt.Fprintln(w, "\nUsage:\n  atls <command> [flags] [arguments]\n\nCommands:")
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintln(w, "\nRun 'atls <command> -h' for the flags of a command.")
-	fmt.Fprintln(w, "\nExit codes:")
-	fmt.Fprintln(w, "  0 success, 1 failure, 2 usage error, 3 not attested,")
-	fmt.Fprintln(w, "  4 verification failed, 5 policy failed")
+	fmt.Fprintln(w, "\nRun 'atls help <command>' or 'atls <command> -h' for a command's flags and examples.")
+	fmt.Fprintln(w, "\nQuick start, on one machine with the simulator:")
+	fmt.Fprintln(w, "  atls serve --simulate --addr 127.0.0.1:8443 &")
+	fmt.Fprintln(w, "  atls roots export --simulate > sim-roots.pem")
+	fmt.Fprintln(w, "  atls policy init --simulate > policy.json")
+	fmt.Fprintln(w, "  atls get --policy policy.json --roots sim-roots.pem --show-attestation https://127.0.0.1:8443/")
+	fmt.Fprintln(w)
+	fmt.Fprint(w, exitCodesHelp)
 }
 
-// newFlagSet returns a FlagSet that reports errors instead of exiting and
-// prints usage with an example.
-func newFlagSet(name, synopsis, example string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: atls %s\n\n", synopsis)
-		if fs.NFlag() >= 0 {
-			fmt.Fprintln(stderr, "Flags:")
-			fs.PrintDefaults()
-		}
-		if example != "" {
-			fmt.Fprintf(stderr, "\nExample:\n  %s\n", example)
-		}
+func runVersion(e *env, args []string) int {
+	spec := &cmdSpec{name: "version", synopsis: []string{"version"}, summary: "Print the version of atls.", examples: []string{"atls version"}}
+	fs := newFlags(e, spec)
+	if _, code := parseArgs(e, fs, spec, args, 0, 0); code >= 0 {
+		return code
 	}
-	return fs
+	fmt.Fprintln(e.stdout, "atls", version)
+	return exitOK
 }
 
-// parseFlags parses args; it returns the exit code to use when parsing
-// ends the command (help or error), or -1 to go on.
-func parseFlags(fs *flag.FlagSet, args []string) int {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+func runHelp(e *env, args []string) int {
+	if len(args) == 0 {
+		usage(e.stdout)
+		return exitOK
 	}
-	return -1
+	if args[0] == "help" {
+		fmt.Fprintln(e.stdout, "Usage: atls help [command [subcommand]]\n\nShows the list of commands, or the help of one command.\n\nExample:\n  atls help verify")
+		return exitOK
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return c.run(e, append(args[1:], "-h"))
+		}
+	}
+	fmt.Fprintf(e.stderr, "atls help: unknown command %q\n", args[0])
+	return exitUsage
 }

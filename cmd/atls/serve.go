@@ -1,0 +1,249 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/confidential-go/atls/atls"
+	"github.com/confidential-go/atls/atls/snp"
+	"github.com/confidential-go/atls/certgen"
+)
+
+var serveSpec = &cmdSpec{
+	name: "serve",
+	synopsis: []string{
+		"serve [--addr HOST:PORT] [--simulate] [--mode nonce|static] [--dir DIR] [flags]",
+		"serve --mutual --policy FILE [--roots FILE] [flags]",
+	},
+	summary: `Runs an HTTPS server whose every TLS certificate carries SEV-SNP evidence:
+a fresh attestation report bound to the certificate key and to the client's
+nonce. Inside an SEV-SNP VM it uses the hardware; with --simulate it uses the
+simulator (the simulated AMD chain and VM kept in --sim-dir).
+
+In nonce mode (the default) a client that sends no nonce (a browser, curl,
+openssl) gets a static-mode certificate instead, which it can save and check
+offline ('atls inspect', 'atls verify --accept-static'). --mode static serves
+only static certificates, rotated before two thirds of --validity.
+
+With --mutual, clients must present attested certificates too, bound to a
+nonce the server sends; they are verified against --policy and --roots.
+
+The handler serves the files of --dir, or by default echoes the request's
+method and path and, with --mutual, the client's verified claims, as JSON.
+Logs go to stderr. SIGINT or SIGTERM shuts the server down gracefully.`,
+	examples: []string{
+		"# Inside an SEV-SNP VM:",
+		"atls serve --addr :8443 --cert-cache /var/cache/atls",
+		"",
+		"# On a laptop, with the simulator:",
+		"atls serve --simulate --addr 127.0.0.1:8443",
+		"",
+		"# Require attested clients (the simulator's roots trusted explicitly):",
+		"atls roots export --simulate > sim-roots.pem",
+		"atls policy init --simulate > policy.json",
+		"atls serve --simulate --addr 127.0.0.1:8443 --mutual --policy policy.json --roots sim-roots.pem",
+	},
+}
+
+func runServe(e *env, args []string) int {
+	fs := newFlags(e, serveSpec)
+	addr := fs.String("addr", ":8443", "listen on `HOST:PORT` (port 0 picks a free port, which is logged)")
+	mode := fs.String("mode", "nonce", "freshness `mode` of the server's evidence: nonce or static")
+	fallback := fs.Bool("static-fallback", true, "in nonce mode, serve a static certificate to clients that send no nonce\n(set --static-fallback=false to refuse them)")
+	af := addAttesterFlags(fs, "attest with the simulator instead of SEV-SNP hardware (SIMULATED evidence)")
+	mutual := fs.Bool("mutual", false, "require attested clients, verified against --policy and --roots")
+	vf := addVerifierFlags(fs, "clients'")
+	acceptStatic := fs.Bool("accept-static-clients", false, "with --mutual: accept static-mode client evidence no older than --max-age")
+	maxAge := fs.Duration("max-age", atls.DefaultMaxAge, "with --accept-static-clients: the oldest static client evidence accepted")
+	dir := fs.String("dir", "", "serve the files in `DIR` instead of the echo handler")
+	keyType := fs.String("key-type", "ecdsa-p256", "certificate key `type`: ecdsa-p256, ecdsa-p384 or ed25519")
+	validity := fs.Duration("validity", 0, "validity of the server's certificates (default 10m in nonce mode, 1h for static ones)")
+	verbose := fs.Bool("v", false, "verbose: also log accepted handshakes")
+	if _, code := parseArgs(e, fs, serveSpec, args, 0, 0); code >= 0 {
+		return code
+	}
+	return finish(e, serveSpec, serve(e, serveOptions{
+		addr: *addr, mode: *mode, fallback: *fallback, attester: af, mutual: *mutual, verifier: vf,
+		acceptStatic: *acceptStatic, maxAge: *maxAge, dir: *dir, keyType: *keyType, validity: *validity, verbose: *verbose,
+	}))
+}
+
+type serveOptions struct {
+	addr, mode   string
+	fallback     bool
+	attester     *attesterFlags
+	mutual       bool
+	verifier     *verifierFlags
+	acceptStatic bool
+	maxAge       time.Duration
+	dir          string
+	keyType      string
+	validity     time.Duration
+	verbose      bool
+}
+
+func serve(e *env, o serveOptions) error {
+	level := slog.LevelInfo
+	if o.verbose {
+		level = slog.LevelDebug
+	}
+	handler := slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level})
+	log := slog.New(handler)
+
+	opts := atls.ServerOptions{Logger: log}
+	switch o.mode {
+	case "nonce":
+		opts.Freshness = atls.FreshnessNonce
+		opts.StaticFallback = o.fallback
+	case "static":
+		opts.Freshness = atls.FreshnessStatic
+	default:
+		return usageErrorf("--mode must be nonce or static, not %q", o.mode)
+	}
+	kt, err := certgen.ParseKeyType(o.keyType)
+	if err != nil {
+		return usageErrorf("--key-type: %v", err)
+	}
+	opts.KeyType, opts.Validity = kt, o.validity
+	if !o.mutual && (*o.verifier.policy != "" || *o.verifier.roots != "" || o.acceptStatic) {
+		return usageErrorf("--policy, --roots and --accept-static-clients verify clients: they need --mutual")
+	}
+	if o.dir != "" {
+		if st, err := os.Stat(o.dir); err != nil || !st.IsDir() {
+			return usageErrorf("--dir %q is not a directory", o.dir)
+		}
+	}
+	if err := o.attester.check(); err != nil {
+		return err
+	}
+	if o.mutual {
+		ver, err := o.verifier.verifier()
+		if err != nil {
+			return err
+		}
+		opts.ClientVerifier = ver
+		opts.AcceptStaticClients = o.acceptStatic
+		opts.ClientMaxAge = o.maxAge
+	}
+	att, simulated, err := o.attester.attester(e, log)
+	if err != nil {
+		return err
+	}
+	opts.Attester = att
+	srv, err := atls.NewServer(opts)
+	if err != nil {
+		return err
+	}
+
+	var h http.Handler
+	if o.dir != "" {
+		h = http.FileServer(http.Dir(o.dir))
+	} else {
+		h = echoHandler(srv, o.mutual)
+	}
+	h = accessLog(log, srv, h)
+
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Handler: h,
+		// h2 for browsers and curl; atls clients negotiate no protocol
+		// and speak HTTP/1.1.
+		TLSConfig:         srv.Hook(&tls.Config{NextProtos: []string{"h2", "http/1.1"}}),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		// Handshake errors are logged by atls (rejected clients) or are
+		// noise (port scanners); keep them for -v.
+		ErrorLog: slog.NewLogLogger(handler, slog.LevelDebug),
+	}
+
+	attrs := []any{"addr", ln.Addr().String(), "url", "https://" + ln.Addr().String() + "/", "mode", o.mode}
+	if o.mode == "nonce" {
+		attrs = append(attrs, "static_fallback", o.fallback)
+	}
+	attrs = append(attrs, "mutual", o.mutual)
+	if sa, ok := att.(*snp.SimAttester); ok {
+		m := sa.Options().Measurement
+		attrs = append(attrs, "measurement", hex.EncodeToString(m[:]))
+	}
+	if simulated {
+		log.Warn("SIMULATED attestation: certificates carry evidence signed by a simulated AMD chain, not by SEV-SNP hardware")
+	}
+	log.Info("atls serve: listening", attrs...)
+	if e.listening != nil {
+		e.listening(ln.Addr())
+	}
+
+	ctx, stop := signal.NotifyContext(e.ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- hs.ServeTLS(ln, "", "") }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("atls serve: shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		_ = hs.Close()
+		return err
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.Info("atls serve: stopped")
+	return nil
+}
+
+// echoResponse is what the default handler answers.
+type echoResponse struct {
+	Method string `json:"method"`
+	Path   string `json:"path"`
+	// ClientAttested is true when the client's evidence was verified
+	// (--mutual).
+	ClientAttested bool         `json:"client_attested"`
+	Client         *atls.Claims `json:"client,omitempty"`
+	Note           string       `json:"note,omitempty"`
+}
+
+func echoHandler(srv *atls.Server, mutual bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		resp := echoResponse{Method: r.Method, Path: r.URL.Path}
+		if mutual {
+			if c, ok := srv.RequestClaims(r); ok {
+				resp.ClientAttested, resp.Client = true, c
+				if c.Simulated {
+					resp.Note = "the client's evidence is " + simulatedNote
+				}
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = writeJSON(w, resp)
+	})
+}
+
+// accessLog logs each request, with the client's measurement when it is
+// attested.
+func accessLog(log *slog.Logger, srv *atls.Server, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		attrs := []any{"method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr}
+		if c, ok := srv.RequestClaims(r); ok && c.SNP != nil {
+			attrs = append(attrs, "client_measurement", c.SNP.Measurement.String(), "client_simulated", c.Simulated)
+		}
+		log.Info("request", attrs...)
+		next.ServeHTTP(w, r)
+	})
+}
