@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/confidential-go/atls/atls/attest"
@@ -148,6 +149,10 @@ func (s *Server) TLSConfig() *tls.Config {
 // base's own NextProtos, ClientAuth/ClientCAs (when the server does not
 // verify attested clients) and VerifyConnection are kept; the latter runs
 // after the attestation checks. base is not modified.
+//
+// A client that offers only the nonce in ALPN gets no application protocol
+// over TCP; over QUIC, which requires one, it is refused (check "tls.alpn").
+// For QUIC and HTTP/3 see package atlsquic.
 func (s *Server) Hook(base *tls.Config) *tls.Config {
 	var cfg *tls.Config
 	if base == nil {
@@ -180,6 +185,11 @@ func (s *Server) Hook(base *tls.Config) *tls.Config {
 	return cfg
 }
 
+// extQUICTransportParameters is the quic_transport_parameters TLS
+// extension (RFC 9001, section 8.2): every QUIC ClientHello carries it, no
+// TLS-over-TCP one may.
+const extQUICTransportParameters = 57
+
 // connConfig builds the configuration of one connection.
 func (s *Server) connConfig(tmpl *tls.Config, hello *tls.ClientHelloInfo) (*tls.Config, error) {
 	ctx := hello.Context()
@@ -189,6 +199,18 @@ func (s *Server) connConfig(tmpl *tls.Config, hello *tls.ClientHelloInfo) (*tls.
 	}
 	cfg := tmpl.Clone()
 	if found && len(appProtos) == 0 {
+		if slices.Contains(hello.Extensions, extQUICTransportParameters) {
+			// QUIC has no "no protocol": RFC 9001, section 8.1 requires
+			// an application protocol to be negotiated. Clearing
+			// NextProtos (as below for TCP) would let crypto/tls accept
+			// the connection with none and hand it to an application
+			// that expects its own protocol; refuse it, and say why.
+			err := attest.Fail(attest.ErrConfig, "tls.alpn", "QUIC client offered no application protocol besides the atls nonce (server protocols %q); QUIC requires one (RFC 9001, section 8.1)", tmpl.NextProtos)
+			if s.opts.Logger != nil {
+				s.opts.Logger.LogAttrs(ctx, slog.LevelWarn, "atls: refusing a QUIC client without an application protocol", slog.String("error", err.Error()))
+			}
+			return nil, err
+		}
 		// The client offered no protocol of its own: negotiate none
 		// rather than fail with no_application_protocol.
 		cfg.NextProtos = nil
