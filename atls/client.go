@@ -197,7 +197,11 @@ func (c *Client) hook(ctx context.Context, base *tls.Config) (*tls.Config, error
 // with a configuration made for this connection from ClientOptions.Base.
 // When Base has no ServerName it is taken from addr.
 func (c *Client) DialContext(ctx context.Context, network, addr string) (*tls.Conn, error) {
-	cfg, err := c.hook(ctx, c.opts.Base)
+	return c.dial(ctx, network, addr, c.opts.Base)
+}
+
+func (c *Client) dial(ctx context.Context, network, addr string, base *tls.Config) (*tls.Conn, error) {
+	cfg, err := c.hook(ctx, base)
 	if err != nil {
 		return nil, err
 	}
@@ -216,12 +220,24 @@ func (c *Client) DialContext(ctx context.Context, network, addr string) (*tls.Co
 
 // Transport returns an http.Transport that attests every connection it
 // opens (a fresh configuration, and nonce, per connection). It starts
-// from a clone of http.DefaultTransport.
+// from a clone of http.DefaultTransport. When ClientOptions.Base has no
+// NextProtos, it offers "h2" and "http/1.1", so that ordinary HTTPS
+// servers negotiate a protocol (and are then found not attested, rather
+// than failing on ALPN).
 func (c *Client) Transport() *http.Transport {
+	base := c.opts.Base
+	if base == nil || len(base.NextProtos) == 0 {
+		b := &tls.Config{}
+		if base != nil {
+			b = base.Clone()
+		}
+		b.NextProtos = []string{"h2", "http/1.1"}
+		base = b
+	}
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.TLSClientConfig = nil
 	t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		return c.DialContext(ctx, network, addr)
+		return c.dial(ctx, network, addr, base)
 	}
 	return t
 }

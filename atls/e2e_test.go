@@ -586,3 +586,33 @@ func TestOptionsValidated(t *testing.T) {
 	_, err = atls.NewClient(atls.ClientOptions{Attester: f.clientAtt, Base: &tls.Config{InsecureSkipVerify: true}})
 	require.ErrorIs(t, err, attest.ErrConfig)
 }
+
+// TestNetHTTPServer uses http.Server itself, which adds h2 to the
+// configuration after Hook returned: HTTP/2 is negotiated, and a plain
+// HTTPS server is found not attested (not an ALPN failure).
+func TestNetHTTPServer(t *testing.T) {
+	f := getFixture(t)
+	srv := newServer(t, atls.ServerOptions{Attester: f.serverAtt})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	hs := &http.Server{TLSConfig: srv.TLSConfig(), Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, r.Proto)
+	})}
+	go func() { _ = hs.ServeTLS(ln, "", "") }()
+	defer hs.Close()
+
+	cli := newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure)})
+	hc := &http.Client{Transport: cli.Transport()}
+	resp, err := hc.Get("https://" + ln.Addr().String() + "/")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, "HTTP/2.0", string(body))
+	_, ok := cli.ResponseClaims(resp)
+	require.True(t, ok)
+
+	plain := httptest.NewTLSServer(http.NotFoundHandler())
+	defer plain.Close()
+	_, err = hc.Get(plain.URL)
+	requireCheck(t, err, attest.ErrNotAttested, "evidence.extension")
+}

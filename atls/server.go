@@ -170,6 +170,10 @@ func (s *Server) Hook(base *tls.Config) *tls.Config {
 	tmpl.GetConfigForClient = nil
 	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 		t := tmpl
+		// Read the protocols of the returned configuration at handshake
+		// time: net/http adds "h2" and "http/1.1" to the configuration it
+		// is given after Hook has returned.
+		protos := cfg.NextProtos
 		if userGetConfig != nil {
 			uc, err := userGetConfig(hello)
 			if err != nil {
@@ -178,9 +182,10 @@ func (s *Server) Hook(base *tls.Config) *tls.Config {
 			if uc != nil {
 				t = s.Hook(uc)
 				t.GetConfigForClient = nil
+				protos = t.NextProtos
 			}
 		}
-		return s.connConfig(t, hello)
+		return s.connConfig(t, protos, hello)
 	}
 	return cfg
 }
@@ -191,13 +196,14 @@ func (s *Server) Hook(base *tls.Config) *tls.Config {
 const extQUICTransportParameters = 57
 
 // connConfig builds the configuration of one connection.
-func (s *Server) connConfig(tmpl *tls.Config, hello *tls.ClientHelloInfo) (*tls.Config, error) {
+func (s *Server) connConfig(tmpl *tls.Config, protos []string, hello *tls.ClientHelloInfo) (*tls.Config, error) {
 	ctx := hello.Context()
 	clientNonce, found, appProtos, err := splitALPN(hello.SupportedProtos)
 	if err != nil {
 		return nil, err
 	}
 	cfg := tmpl.Clone()
+	cfg.NextProtos = slices.Clone(protos)
 	if found && len(appProtos) == 0 {
 		if slices.Contains(hello.Extensions, extQUICTransportParameters) {
 			// QUIC has no "no protocol": RFC 9001, section 8.1 requires
