@@ -2,6 +2,8 @@ module github.com/confidential-go/atls
 
 go 1.26.0
 
+toolchain go1.26.11
+
 require (
 	github.com/google/go-sev-guest v0.15.0
 	github.com/google/logger v1.1.1
