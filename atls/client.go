@@ -221,9 +221,11 @@ func (c *Client) dial(ctx context.Context, network, addr string, base *tls.Confi
 // Transport returns an http.Transport that attests every connection it
 // opens (a fresh configuration, and nonce, per connection). It starts
 // from a clone of http.DefaultTransport. When ClientOptions.Base has no
-// NextProtos, it offers "h2" and "http/1.1", so that ordinary HTTPS
-// servers negotiate a protocol (and are then found not attested, rather
-// than failing on ALPN).
+// NextProtos, it offers "http/1.1", so that ordinary HTTPS servers
+// negotiate a protocol (and are then found not attested, rather than
+// failing on ALPN). Offer "h2" in Base.NextProtos for HTTP/2; note that a
+// server refusing the client's attestation does so after the client's
+// side of the handshake, and HTTP/1.1 reports that alert more clearly.
 func (c *Client) Transport() *http.Transport {
 	base := c.opts.Base
 	if base == nil || len(base.NextProtos) == 0 {
@@ -231,7 +233,7 @@ func (c *Client) Transport() *http.Transport {
 		if base != nil {
 			b = base.Clone()
 		}
-		b.NextProtos = []string{"h2", "http/1.1"}
+		b.NextProtos = []string{"http/1.1"}
 		base = b
 	}
 	t := http.DefaultTransport.(*http.Transport).Clone()

@@ -588,8 +588,9 @@ func TestOptionsValidated(t *testing.T) {
 }
 
 // TestNetHTTPServer uses http.Server itself, which adds h2 to the
-// configuration after Hook returned: HTTP/2 is negotiated, and a plain
-// HTTPS server is found not attested (not an ALPN failure).
+// configuration after Hook returned: HTTP/2 is negotiated when the client
+// offers it, and a plain HTTPS server is found not attested (not an ALPN
+// failure).
 func TestNetHTTPServer(t *testing.T) {
 	f := getFixture(t)
 	srv := newServer(t, atls.ServerOptions{Attester: f.serverAtt})
@@ -601,16 +602,23 @@ func TestNetHTTPServer(t *testing.T) {
 	go func() { _ = hs.ServeTLS(ln, "", "") }()
 	defer hs.Close()
 
+	for base, proto := range map[*tls.Config]string{
+		nil:                                      "HTTP/1.1",
+		{NextProtos: []string{"h2", "http/1.1"}}: "HTTP/2.0",
+	} {
+		cli := newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure), Base: base})
+		hc := &http.Client{Transport: cli.Transport()}
+		resp, err := hc.Get("https://" + ln.Addr().String() + "/")
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, proto, string(body))
+		_, ok := cli.ResponseClaims(resp)
+		require.True(t, ok)
+	}
+
 	cli := newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure)})
 	hc := &http.Client{Transport: cli.Transport()}
-	resp, err := hc.Get("https://" + ln.Addr().String() + "/")
-	require.NoError(t, err)
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	require.Equal(t, "HTTP/2.0", string(body))
-	_, ok := cli.ResponseClaims(resp)
-	require.True(t, ok)
-
 	plain := httptest.NewTLSServer(http.NotFoundHandler())
 	defer plain.Close()
 	_, err = hc.Get(plain.URL)
