@@ -6,6 +6,8 @@ import (
 	"net"
 	"strings"
 
+	"github.com/quic-go/quic-go"
+
 	"github.com/confidential-go/atls/atls"
 	"github.com/confidential-go/atls/atls/attest"
 )
@@ -137,13 +139,34 @@ func (h *hintError) Unwrap() error { return h.err }
 func handshakeError(err error, attesting bool) error {
 	var oe *net.OpError
 	if errors.As(err, &oe) && oe.Op == "remote error" {
-		msg := "the server refused the TLS handshake (%v)"
-		if attesting {
-			msg += "; it may not accept this client's evidence: check the server's policy and log"
-		} else {
-			msg += "; if it requires attested clients, use --attest"
-		}
-		return fmt.Errorf(msg, oe)
+		return refusedError("the server refused the TLS handshake", oe, attesting)
+	}
+	return err
+}
+
+func refusedError(what string, err error, attesting bool) error {
+	msg := what + " (%v)"
+	if attesting {
+		msg += "; it may not accept this client's evidence: check the server's policy and log"
+	} else {
+		msg += "; if it requires attested clients, use --attest"
+	}
+	return fmt.Errorf(msg, err)
+}
+
+// quicError explains the failure of an HTTP/3 request: a handshake that
+// the server refused (a TLS alert in a QUIC CONNECTION_CLOSE), or no
+// QUIC server at all.
+func quicError(err error, attesting bool, host string) error {
+	var te *quic.TransportError
+	if errors.As(err, &te) && te.Remote && te.ErrorCode.IsCryptoError() {
+		return refusedError("the server refused the QUIC handshake", te, attesting)
+	}
+	var ite *quic.IdleTimeoutError
+	var hte *quic.HandshakeTimeoutError
+	if errors.As(err, &ite) || errors.As(err, &hte) {
+		return &hintError{err: err, hint: "nothing answered over QUIC: is an HTTP/3 server listening on UDP " + host +
+			", such as 'atls serve --quic'? Without --quic, get uses HTTPS over TCP"}
 	}
 	return err
 }

@@ -12,12 +12,13 @@ import (
 	"time"
 
 	"github.com/confidential-go/atls/atls"
+	"github.com/confidential-go/atls/atls/atlsquic"
 	"github.com/confidential-go/atls/atls/attest"
 )
 
 var getSpec = &cmdSpec{
 	name:     "get",
-	synopsis: []string{"get --policy FILE [--roots FILE] [--show-attestation [--json]] [--accept-static [--max-age D]] [--attest [--simulate]] URL"},
+	synopsis: []string{"get --policy FILE [--roots FILE] [--show-attestation [--json]] [--accept-static [--max-age D]] [--attest [--simulate]] [--quic] URL"},
 	summary: `Fetches an https:// URL from an attested server and writes the body to
 stdout, like curl, but only after verifying the server's evidence in the TLS
 handshake: the AMD certificate chain up to the roots (AMD's, or --roots), the
@@ -29,6 +30,9 @@ command sends, and --policy.
 attested clients (atls serve --mutual): with the SEV-SNP hardware of this VM,
 or with --simulate.
 
+With --quic the request goes over HTTP/3 (QUIC, UDP) instead of HTTPS over
+TCP, to a server such as 'atls serve --quic', with the same verification.
+
 The exit code says why a request failed: 3 the server is not attested, 4 its
 evidence does not verify, 5 the policy refuses it, 1 anything else (network,
 a handshake the server refused, an HTTP status of 400 or more, whose body is
@@ -39,6 +43,9 @@ still written to stdout).`,
 		"",
 		"# Mutual attestation, the client simulated too:",
 		"atls get --policy policy.json --roots sim-roots.pem --attest --simulate https://127.0.0.1:8443/",
+		"",
+		"# Over HTTP/3 (QUIC), from 'atls serve --simulate --quic':",
+		"atls get --quic --policy policy.json --roots sim-roots.pem --show-attestation https://127.0.0.1:8443/",
 		"",
 		"# A real server, AMD's roots; accept its static certificate if it has one:",
 		"atls get --policy policy.json --accept-static https://service.internal:8443/",
@@ -55,6 +62,7 @@ func runGet(e *env, args []string) int {
 	maxAge := fs.Duration("max-age", atls.DefaultMaxAge, "with --accept-static: the oldest static evidence accepted")
 	attestSelf := fs.Bool("attest", false, "present an attested client certificate when the server asks for one")
 	af := addAttesterFlags(fs, "with --attest: attest with the simulator instead of SEV-SNP hardware")
+	quic := fs.Bool("quic", false, "fetch over HTTP/3 (QUIC, UDP) instead of HTTPS over TCP")
 	timeout := fs.Duration("timeout", 30*time.Second, "timeout of the whole request")
 	pos, code := parseArgs(e, fs, getSpec, args, 1, 1)
 	if code >= 0 {
@@ -62,7 +70,7 @@ func runGet(e *env, args []string) int {
 	}
 	return finish(e, getSpec, get(e, pos[0], getOptions{
 		verifier: vf, show: *show, json: *asJSON, acceptStatic: *acceptStatic, maxAge: *maxAge,
-		attest: *attestSelf, attester: af, timeout: *timeout,
+		attest: *attestSelf, attester: af, quic: *quic, timeout: *timeout,
 	}))
 }
 
@@ -73,6 +81,7 @@ type getOptions struct {
 	maxAge       time.Duration
 	attest       bool
 	attester     *attesterFlags
+	quic         bool
 	timeout      time.Duration
 }
 
@@ -122,8 +131,18 @@ func get(e *env, rawURL string, o getOptions) error {
 		return usageErrorf("%v", err)
 	}
 	req.Header.Set("User-Agent", "atls/"+version)
-	tr := cli.Transport()
-	defer tr.CloseIdleConnections()
+	var tr http.RoundTripper
+	if o.quic {
+		// A fresh configuration and nonce per QUIC connection, ALPN h3,
+		// no 0-RTT.
+		t3 := atlsquic.HTTP3Transport(cli, nil)
+		defer t3.Close()
+		tr = t3
+	} else {
+		t := cli.Transport()
+		defer t.CloseIdleConnections()
+		tr = t
+	}
 	hc := &http.Client{Transport: tr, CheckRedirect: func(req *http.Request, via []*http.Request) error {
 		// A redirect to http:// would leave attestation behind.
 		if req.URL.Scheme != "https" {
@@ -139,6 +158,9 @@ func get(e *env, rawURL string, o getOptions) error {
 		var ce *attest.CheckError
 		if errors.As(err, &ce) {
 			return verifyError(withHint(ce, *o.verifier.roots != ""))
+		}
+		if o.quic {
+			return quicError(err, o.attest, u.Host)
 		}
 		return handshakeError(err, o.attest)
 	}

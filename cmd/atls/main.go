@@ -7,7 +7,7 @@
 //
 // Commands:
 //
-//	serve    run an attested HTTPS server (in a confidential VM, or simulated)
+//	serve    run an attested HTTPS or HTTP/3 server (in a confidential VM, or simulated)
 //	get      fetch a URL from an attested server, verifying its evidence
 //	verify   verify an attested certificate or endpoint against a policy
 //	inspect  decode the evidence of a certificate or endpoint, without verifying it
@@ -19,7 +19,8 @@
 //	help     show the help of a command
 //
 // Run "atls help <command>" or "atls <command> -h" for a command's flags
-// and examples.
+// and examples. "atls serve --quic" and "atls get --quic" speak HTTP/3
+// over QUIC instead of HTTPS over TCP.
 //
 // Exit codes:
 //
@@ -88,7 +89,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"serve", "run an attested HTTPS server (in a confidential VM, or simulated)", runServe},
+		{"serve", "run an attested HTTPS or HTTP/3 server (in a confidential VM, or simulated)", runServe},
 		{"get", "fetch a URL from an attested server, verifying its evidence", runGet},
 		{"verify", "verify an attested certificate or endpoint against a policy", runVerify},
 		{"inspect", "decode the evidence of a certificate or endpoint, without verifying it", runInspect},
@@ -147,7 +148,7 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'atls help <command>' or 'atls <command> -h' for a command's flags and examples.")
-	fmt.Fprintln(w, "\nQuick start, on one machine with the simulator:")
+	fmt.Fprintln(w, "\nQuick start, on one machine with the simulator (for HTTP/3, add --quic to serve and get):")
 	fmt.Fprintln(w, "  atls serve --simulate --addr 127.0.0.1:8443 &")
 	fmt.Fprintln(w, "  atls roots export --simulate > sim-roots.pem")
 	fmt.Fprintln(w, "  atls policy init --simulate > policy.json")

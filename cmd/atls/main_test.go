@@ -298,5 +298,5 @@ func TestDemo(t *testing.T) {
 		t.Skip("the demo makes its own simulated chain (RSA-4096)")
 	}
 	r := mustRun(t, exitOK, "demo")
-	require.Contains(t, r.stdout, "Done: two attested connections accepted, one refused by policy.")
+	require.Contains(t, r.stdout, "Done: three attested connections accepted (TCP one-way, TCP mutual, QUIC mutual), one refused by policy.")
 }

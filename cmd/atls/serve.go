@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/confidential-go/atls/atls"
+	"github.com/confidential-go/atls/atls/atlsquic"
 	"github.com/confidential-go/atls/atls/snp"
 	"github.com/confidential-go/atls/certgen"
 )
@@ -23,6 +24,7 @@ var serveSpec = &cmdSpec{
 	synopsis: []string{
 		"serve [--addr HOST:PORT] [--simulate] [--mode nonce|static] [--dir DIR] [flags]",
 		"serve --mutual --policy FILE [--roots FILE] [flags]",
+		"serve --quic [flags]",
 	},
 	summary: `Runs an HTTPS server whose every TLS certificate carries SEV-SNP evidence:
 a fresh attestation report bound to the certificate key and to the client's
@@ -36,6 +38,13 @@ only static certificates, rotated before two thirds of --validity.
 
 With --mutual, clients must present attested certificates too, bound to a
 nonce the server sends; they are verified against --policy and --roots.
+
+With --quic the server speaks HTTP/3 over QUIC on UDP --addr instead of
+HTTPS over TCP (ALPN h3, 0-RTT off), with the same attestation, handlers and
+flags; fetch from it with 'atls get --quic'. HTTP/3 clients that are not atls
+(curl --http3-only) send no nonce: like their TCP counterparts they get a
+static-mode attested certificate, in nonce mode with --static-fallback (the
+default) and in --mode static, and are refused with --static-fallback=false.
 
 The handler serves the files of --dir, or by default echoes the request's
 method and path and, with --mutual, the client's verified claims, as JSON.
@@ -51,6 +60,9 @@ Logs go to stderr. SIGINT or SIGTERM shuts the server down gracefully.`,
 		"atls roots export --simulate > sim-roots.pem",
 		"atls policy init --simulate > policy.json",
 		"atls serve --simulate --addr 127.0.0.1:8443 --mutual --policy policy.json --roots sim-roots.pem",
+		"",
+		"# HTTP/3 over QUIC (UDP port 8443), fetched with 'atls get --quic':",
+		"atls serve --simulate --addr 127.0.0.1:8443 --quic",
 	},
 }
 
@@ -67,13 +79,15 @@ func runServe(e *env, args []string) int {
 	dir := fs.String("dir", "", "serve the files in `DIR` instead of the echo handler")
 	keyType := fs.String("key-type", "ecdsa-p256", "certificate key `type`: ecdsa-p256, ecdsa-p384 or ed25519")
 	validity := fs.Duration("validity", 0, "validity of the server's certificates (default 10m in nonce mode, 1h for static ones)")
+	quic := fs.Bool("quic", false, "serve HTTP/3 over QUIC on UDP --addr instead of HTTPS over TCP")
 	verbose := fs.Bool("v", false, "verbose: also log accepted handshakes")
 	if _, code := parseArgs(e, fs, serveSpec, args, 0, 0); code >= 0 {
 		return code
 	}
 	return finish(e, serveSpec, serve(e, serveOptions{
 		addr: *addr, mode: *mode, fallback: *fallback, attester: af, mutual: *mutual, verifier: vf,
-		acceptStatic: *acceptStatic, maxAge: *maxAge, dir: *dir, keyType: *keyType, validity: *validity, verbose: *verbose,
+		acceptStatic: *acceptStatic, maxAge: *maxAge, dir: *dir, keyType: *keyType, validity: *validity,
+		quic: *quic, verbose: *verbose,
 	}))
 }
 
@@ -88,6 +102,7 @@ type serveOptions struct {
 	dir          string
 	keyType      string
 	validity     time.Duration
+	quic         bool
 	verbose      bool
 }
 
@@ -152,23 +167,19 @@ func serve(e *env, o serveOptions) error {
 	}
 	h = accessLog(log, srv, h)
 
-	ln, err := net.Listen("tcp", o.addr)
+	var ls listenServer
+	if o.quic {
+		ls, err = listenQUIC(o.addr, srv, h, log)
+	} else {
+		ls, err = listenTCP(o.addr, srv, h, handler)
+	}
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{
-		Handler: h,
-		// h2 for browsers and curl; atls clients negotiate no protocol
-		// and speak HTTP/1.1.
-		TLSConfig:         srv.Hook(&tls.Config{NextProtos: []string{"h2", "http/1.1"}}),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		// Handshake errors are logged by atls (rejected clients) or are
-		// noise (port scanners); keep them for -v.
-		ErrorLog: slog.NewLogLogger(handler, slog.LevelDebug),
-	}
+	defer ls.release()
 
-	attrs := []any{"addr", ln.Addr().String(), "url", "https://" + ln.Addr().String() + "/", "mode", o.mode}
+	addr := ls.addr.String()
+	attrs := []any{"addr", addr, "url", "https://" + addr + "/", "protocol", ls.protocol, "mode", o.mode}
 	if o.mode == "nonce" {
 		attrs = append(attrs, "static_fallback", o.fallback)
 	}
@@ -182,13 +193,13 @@ func serve(e *env, o serveOptions) error {
 	}
 	log.Info("atls serve: listening", attrs...)
 	if e.listening != nil {
-		e.listening(ln.Addr())
+		e.listening(ls.addr)
 	}
 
 	ctx, stop := signal.NotifyContext(e.ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)
-	go func() { errc <- hs.ServeTLS(ln, "", "") }()
+	go func() { errc <- ls.serve() }()
 	select {
 	case err := <-errc:
 		return err
@@ -197,8 +208,9 @@ func serve(e *env, o serveOptions) error {
 	log.Info("atls serve: shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := hs.Shutdown(sctx); err != nil {
-		_ = hs.Close()
+	if err := ls.shutdown(sctx); err != nil {
+		_ = ls.close()
+		<-errc
 		return err
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -206,6 +218,71 @@ func serve(e *env, o serveOptions) error {
 	}
 	log.Info("atls serve: stopped")
 	return nil
+}
+
+// listenServer is a bound server, over TCP or QUIC, ready to serve.
+type listenServer struct {
+	addr     net.Addr
+	protocol string                          // for the log
+	serve    func() error                    // blocks; http.ErrServerClosed after shutdown
+	shutdown func(ctx context.Context) error // graceful
+	close    func() error                    // immediate
+	release  func()                          // frees the socket once serve has returned
+}
+
+// listenTCP binds an HTTPS server (HTTP/2 and HTTP/1.1) to addr.
+func listenTCP(addr string, srv *atls.Server, h http.Handler, handler slog.Handler) (listenServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return listenServer{}, err
+	}
+	hs := &http.Server{
+		Handler: h,
+		// h2 for browsers and curl; atls clients negotiate no protocol
+		// and speak HTTP/1.1.
+		TLSConfig:         srv.Hook(&tls.Config{NextProtos: []string{"h2", "http/1.1"}}),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		// Handshake errors are logged by atls (rejected clients) or are
+		// noise (port scanners); keep them for -v.
+		ErrorLog: slog.NewLogLogger(handler, slog.LevelDebug),
+	}
+	return listenServer{
+		addr:     ln.Addr(),
+		protocol: "HTTPS (TCP)",
+		serve:    func() error { return hs.ServeTLS(ln, "", "") },
+		shutdown: hs.Shutdown,
+		close:    hs.Close,
+		release:  func() { _ = ln.Close() },
+	}, nil
+}
+
+// listenQUIC binds an HTTP/3 server to UDP addr. atlsquic.NewHTTP3Server
+// hooks srv onto TLSConfig (ALPN h3), turns 0-RTT off and answers 425 to
+// requests on connections whose handshake is not complete. It is started
+// with Serve on a socket of our own, never with ListenAndServeTLS, which
+// would ignore TLSConfig and serve no attested certificate.
+func listenQUIC(addr string, srv *atls.Server, h http.Handler, log *slog.Logger) (listenServer, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return listenServer{}, err
+	}
+	pc, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return listenServer{}, err
+	}
+	h3 := atlsquic.NewHTTP3Server(srv, nil, h)
+	h3.IdleTimeout = 2 * time.Minute
+	h3.Logger = log // http3 logs at Debug: shown with -v
+	return listenServer{
+		addr:     pc.LocalAddr(),
+		protocol: "HTTP/3 (QUIC, UDP)",
+		serve:    func() error { return h3.Serve(pc) },
+		shutdown: h3.Shutdown,
+		close:    h3.Close,
+		// Serve does not close the socket it was given.
+		release: func() { _ = pc.Close() },
+	}, nil
 }
 
 // echoResponse is what the default handler answers.
@@ -239,7 +316,7 @@ func echoHandler(srv *atls.Server, mutual bool) http.Handler {
 // attested.
 func accessLog(log *slog.Logger, srv *atls.Server, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		attrs := []any{"method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr}
+		attrs := []any{"method", r.Method, "path", r.URL.Path, "proto", r.Proto, "remote", r.RemoteAddr}
 		if c, ok := srv.RequestClaims(r); ok && c.SNP != nil {
 			attrs = append(attrs, "client_measurement", c.SNP.Measurement.String(), "client_simulated", c.Simulated)
 		}
