@@ -24,6 +24,7 @@ import (
 	"github.com/confidential-go/atls/atls/attest"
 	"github.com/confidential-go/atls/atls/snp"
 	"github.com/confidential-go/atls/certgen"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -623,4 +624,59 @@ func TestNetHTTPServer(t *testing.T) {
 	defer plain.Close()
 	_, err = hc.Get(plain.URL)
 	requireCheck(t, err, attest.ErrNotAttested, "evidence.extension")
+}
+
+// gaugeAttester records how many attestations run at once.
+type gaugeAttester struct {
+	inner     attest.Attester
+	cur, peak atomic.Int64
+}
+
+func (g *gaugeAttester) Attest(ctx context.Context, rd [64]byte) (*attest.Evidence, error) {
+	n := g.cur.Add(1)
+	defer g.cur.Add(-1)
+	for {
+		p := g.peak.Load()
+		if n <= p || g.peak.CompareAndSwap(p, n) {
+			break
+		}
+	}
+	time.Sleep(20 * time.Millisecond)
+	return g.inner.Attest(ctx, rd)
+}
+
+func TestConcurrentAttestationsBounded(t *testing.T) {
+	f := getFixture(t)
+	g := &gaugeAttester{inner: f.serverAtt}
+	srv := newServer(t, atls.ServerOptions{Attester: g, MaxConcurrentAttestations: 2})
+	cli := newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure)})
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", srv.TLSConfig())
+	require.NoError(t, err)
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				_ = c.(*tls.Conn).Handshake()
+				c.Close()
+			}()
+		}
+	}()
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := cli.DialContext(context.Background(), "tcp", ln.Addr().String())
+			if err == nil {
+				c.Close()
+			}
+			assert.NoError(t, err)
+		}()
+	}
+	wg.Wait()
+	require.LessOrEqual(t, g.peak.Load(), int64(2), "at most two attestations at once")
 }

@@ -1,6 +1,7 @@
 package atls
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -67,6 +68,15 @@ type ServerOptions struct {
 	AcceptStaticClients bool
 	ClientMaxAge        time.Duration
 
+	// MaxConcurrentAttestations bounds how many nonce-bound certificates
+	// are being made at once. In nonce mode every ClientHello costs one
+	// attestation before the client has proved anything, so a flood of
+	// ClientHellos would otherwise queue unbounded work on the secure
+	// processor. Handshakes beyond the bound wait (until their handshake
+	// context ends). Zero means DefaultMaxConcurrentAttestations;
+	// negative means no bound.
+	MaxConcurrentAttestations int
+
 	// EnableResumption turns TLS session tickets on. Checks run in
 	// VerifyConnection, so a resumed session is checked again; with nonce
 	// freshness a resumed session cannot be re-bound to a new nonce and
@@ -82,11 +92,16 @@ type ServerOptions struct {
 	Now func() time.Time
 }
 
+// DefaultMaxConcurrentAttestations is the default bound on concurrent
+// nonce-bound attestations of one Server.
+const DefaultMaxConcurrentAttestations = 16
+
 // Server makes server-side tls.Configs. Create it with NewServer.
 type Server struct {
 	opts   ServerOptions
 	static *certgen.Static
-	peer   *peerCheck // nil unless ClientVerifier is set
+	peer   *peerCheck    // nil unless ClientVerifier is set
+	slots  chan struct{} // bounds concurrent attestations; nil: no bound
 }
 
 // NewServer checks opts and returns a Server.
@@ -101,6 +116,12 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		opts.Now = time.Now
 	}
 	s := &Server{opts: opts}
+	switch n := opts.MaxConcurrentAttestations; {
+	case n == 0:
+		s.slots = make(chan struct{}, DefaultMaxConcurrentAttestations)
+	case n > 0:
+		s.slots = make(chan struct{}, n)
+	}
 	if opts.Attester != nil && (opts.Freshness == FreshnessStatic || opts.StaticFallback) {
 		st, err := certgen.NewStatic(s.request(attest.ModeStatic, [attest.NonceSize]byte{}))
 		if err != nil {
@@ -226,7 +247,7 @@ func (s *Server) connConfig(tmpl *tls.Config, protos []string, hello *tls.Client
 		var cert *tls.Certificate
 		switch {
 		case s.opts.Freshness == FreshnessNonce && found:
-			cert, err = certgen.Issue(ctx, s.request(attest.ModeNonce, clientNonce))
+			cert, err = s.issueNonce(ctx, clientNonce)
 		case s.static != nil:
 			cert, err = s.static.Certificate(ctx)
 		default:
@@ -270,6 +291,20 @@ func (s *Server) connConfig(tmpl *tls.Config, protos []string, hello *tls.Client
 		}
 	}
 	return cfg, nil
+}
+
+// issueNonce makes a certificate bound to the client's nonce, waiting for
+// a free attestation slot first.
+func (s *Server) issueNonce(ctx context.Context, nonce [attest.NonceSize]byte) (*tls.Certificate, error) {
+	if s.slots != nil {
+		select {
+		case s.slots <- struct{}{}:
+			defer func() { <-s.slots }()
+		case <-ctx.Done():
+			return nil, fmt.Errorf("atls: waiting for one of %d attestation slots: %w", cap(s.slots), ctx.Err())
+		}
+	}
+	return certgen.Issue(ctx, s.request(attest.ModeNonce, nonce))
 }
 
 // PeerClaims returns the verified claims of the client of a connection
