@@ -9,6 +9,7 @@ import (
 	"github.com/confidential-go/atls/atls"
 	"github.com/confidential-go/atls/atls/attest"
 	"github.com/confidential-go/atls/certgen"
+	"github.com/confidential-go/atls/internal/atlstest"
 )
 
 // benchServer accepts connections on loopback and completes a server
@@ -54,8 +55,8 @@ func clientHandshake(b *testing.B, addr string, cfg *tls.Config, errc chan error
 // software (ECDSA P-384), so "nonce" includes that signing, which real
 // hardware replaces by a firmware call.
 func BenchmarkHandshake(b *testing.B) {
-	f := getFixture(b)
-	plainCert := newTestCA(b).issue(b, "plain", x509.ExtKeyUsageServerAuth)
+	f := atlstest.Get(b)
+	plainCert := atlstest.NewCA(b).Issue(b, "plain", x509.ExtKeyUsageServerAuth)
 	b.Run("plain", func(b *testing.B) {
 		scfg := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{plainCert}, SessionTicketsDisabled: true}
 		ccfg := &tls.Config{MinVersion: tls.VersionTLS13, InsecureSkipVerify: true}
@@ -68,16 +69,10 @@ func BenchmarkHandshake(b *testing.B) {
 
 	bench := func(name string, so atls.ServerOptions, co atls.ClientOptions) {
 		b.Run(name, func(b *testing.B) {
-			so.Attester = f.serverAtt
-			co.Verifier = f.verifier(b, f.serverMeasure)
-			srv, err := atls.NewServer(so)
-			if err != nil {
-				b.Fatal(err)
-			}
-			cli, err := atls.NewClient(co)
-			if err != nil {
-				b.Fatal(err)
-			}
+			so.Attester = f.ServerAttester
+			co.Verifier = f.Verifier(b, f.ServerMeasurement)
+			srv := atlstest.NewServer(b, so)
+			cli := atlstest.NewClient(b, co)
 			addr, errc := benchServer(b, srv.TLSConfig())
 			var size int
 			for b.Loop() {
@@ -98,11 +93,11 @@ func BenchmarkHandshake(b *testing.B) {
 
 // BenchmarkIssue measures making one attested certificate per key type.
 func BenchmarkIssue(b *testing.B) {
-	f := getFixture(b)
+	f := atlstest.Get(b)
 	for _, kt := range []certgen.KeyType{certgen.ECDSAP256, certgen.ECDSAP384, certgen.Ed25519} {
 		b.Run(kt.String(), func(b *testing.B) {
 			for b.Loop() {
-				if _, err := certgen.Issue(b.Context(), certgen.Request{Attester: f.serverAtt, Role: attest.RoleServer, Mode: attest.ModeStatic, KeyType: kt}); err != nil {
+				if _, err := certgen.Issue(b.Context(), certgen.Request{Attester: f.ServerAttester, Role: attest.RoleServer, Mode: attest.ModeStatic, KeyType: kt}); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -2,16 +2,11 @@ package atls_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha512"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"errors"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -24,138 +19,10 @@ import (
 	"github.com/confidential-go/atls/atls/attest"
 	"github.com/confidential-go/atls/atls/snp"
 	"github.com/confidential-go/atls/certgen"
+	"github.com/confidential-go/atls/internal/atlstest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
-
-// fixture is one simulated AMD chain with a server and a client VM.
-type fixture struct {
-	chain         *snp.SimChain
-	serverAtt     *snp.SimAttester
-	clientAtt     *snp.SimAttester
-	serverMeasure [48]byte
-	clientMeasure [48]byte
-}
-
-var (
-	fixOnce sync.Once
-	fix     *fixture
-	fixErr  error
-)
-
-func getFixture(t testing.TB) *fixture {
-	t.Helper()
-	fixOnce.Do(func() {
-		f := &fixture{
-			serverMeasure: sha512.Sum384([]byte("server image")),
-			clientMeasure: sha512.Sum384([]byte("client image")),
-		}
-		if f.chain, fixErr = snp.NewSimChain("Milan"); fixErr != nil {
-			return
-		}
-		if f.serverAtt, fixErr = snp.NewSimAttester(f.chain, snp.SimOptions{Measurement: f.serverMeasure}); fixErr != nil {
-			return
-		}
-		f.clientAtt, fixErr = snp.NewSimAttester(f.chain, snp.SimOptions{Measurement: f.clientMeasure})
-		fix = f
-	})
-	require.NoError(t, fixErr)
-	return fix
-}
-
-// verifier returns a verifier trusting the fixture's simulated root and
-// pinning measurement m.
-func (f *fixture) verifier(t testing.TB, m [48]byte) *countingVerifier {
-	t.Helper()
-	v, err := snp.NewVerifier(snp.VerifierOptions{Roots: f.chain.Roots(), Policy: pinMeasurement(t, m)})
-	require.NoError(t, err)
-	return &countingVerifier{v: v}
-}
-
-// countingVerifier counts calls that reach the platform verifier.
-type countingVerifier struct {
-	v     attest.Verifier
-	calls atomic.Int64
-}
-
-func (c *countingVerifier) Verify(ctx context.Context, ev *attest.Evidence, rd [64]byte) (*attest.Claims, error) {
-	c.calls.Add(1)
-	return c.v.Verify(ctx, ev, rd)
-}
-
-// handshake runs one TLS handshake over loopback and returns both sides'
-// results.
-type result struct {
-	client, server       error
-	clientCS, serverCS   tls.ConnectionState
-	negotiatedByServer   string
-	serverSawClientCerts int
-}
-
-func handshake(t *testing.T, serverCfg, clientCfg *tls.Config) result {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	var res result
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c, err := ln.Accept()
-		if err != nil {
-			res.server = err
-			return
-		}
-		defer c.Close()
-		sc := tls.Server(c, serverCfg)
-		_ = sc.SetDeadline(time.Now().Add(20 * time.Second))
-		res.server = sc.Handshake()
-		res.serverCS = sc.ConnectionState()
-		res.negotiatedByServer = res.serverCS.NegotiatedProtocol
-		res.serverSawClientCerts = len(res.serverCS.PeerCertificates)
-		if res.server == nil {
-			// Let the client finish reading the session tickets, if any.
-			_, _ = sc.Write([]byte("x"))
-		}
-	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	defer c.Close()
-	cc := tls.Client(c, clientCfg)
-	_ = cc.SetDeadline(time.Now().Add(20 * time.Second))
-	res.client = cc.Handshake()
-	if res.client == nil {
-		buf := make([]byte, 1)
-		_, res.client = io.ReadFull(cc, buf)
-	}
-	res.clientCS = cc.ConnectionState()
-	cc.Close()
-	<-done
-	return res
-}
-
-func requireCheck(t *testing.T, err error, kind error, check string) {
-	t.Helper()
-	require.Error(t, err)
-	require.ErrorIs(t, err, kind, "error: %v", err)
-	var ce *attest.CheckError
-	require.True(t, errors.As(err, &ce), "no CheckError in %v", err)
-	require.Equal(t, check, ce.Check, "error: %v", err)
-}
-
-func newServer(t *testing.T, o atls.ServerOptions) *atls.Server {
-	t.Helper()
-	s, err := atls.NewServer(o)
-	require.NoError(t, err)
-	return s
-}
-
-func newClient(t *testing.T, o atls.ClientOptions) *atls.Client {
-	t.Helper()
-	c, err := atls.NewClient(o)
-	require.NoError(t, err)
-	return c
-}
 
 func clientConfig(t *testing.T, c *atls.Client, base *tls.Config) *tls.Config {
 	t.Helper()
@@ -165,257 +32,215 @@ func clientConfig(t *testing.T, c *atls.Client, base *tls.Config) *tls.Config {
 }
 
 func TestOneWayNonce(t *testing.T) {
-	f := getFixture(t)
-	ver := f.verifier(t, f.serverMeasure)
-	srv := newServer(t, atls.ServerOptions{Attester: f.serverAtt})
-	cli := newClient(t, atls.ClientOptions{Verifier: ver})
+	f := atlstest.Get(t)
+	ver := f.Verifier(t, f.ServerMeasurement)
+	srv := atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester})
+	cli := atlstest.NewClient(t, atls.ClientOptions{Verifier: ver})
 
-	res := handshake(t, srv.TLSConfig(), clientConfig(t, cli, nil))
-	require.NoError(t, res.client)
-	require.NoError(t, res.server)
-	require.Equal(t, uint16(tls.VersionTLS13), res.clientCS.Version)
-	require.Equal(t, "", res.clientCS.NegotiatedProtocol)
+	res := atlstest.Handshake(t, srv.TLSConfig(), clientConfig(t, cli, nil))
+	require.NoError(t, res.Client)
+	require.NoError(t, res.Server)
+	require.Equal(t, uint16(tls.VersionTLS13), res.ClientCS.Version)
+	require.Equal(t, "", res.ClientCS.NegotiatedProtocol)
 
-	claims, ok := cli.PeerClaims(res.clientCS)
+	claims, ok := cli.PeerClaims(res.ClientCS)
 	require.True(t, ok)
 	require.Equal(t, snp.Platform, claims.Platform)
 	require.True(t, claims.Simulated)
 	require.Equal(t, attest.RoleServer, claims.Role)
 	require.Equal(t, attest.ModeNonce, claims.Mode)
-	require.Equal(t, f.serverMeasure[:], []byte(claims.SNP.Measurement))
-	require.Equal(t, res.clientCS.PeerCertificates[0].NotAfter, claims.NotAfter)
+	require.Equal(t, f.ServerMeasurement[:], []byte(claims.SNP.Measurement))
+	require.Equal(t, res.ClientCS.PeerCertificates[0].NotAfter, claims.NotAfter)
 }
 
 func TestMutualAttestation(t *testing.T) {
-	f := getFixture(t)
-	srv := newServer(t, atls.ServerOptions{Attester: f.serverAtt, ClientVerifier: f.verifier(t, f.clientMeasure)})
-	cli := newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure), Attester: f.clientAtt})
+	f := atlstest.Get(t)
+	srv := atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, ClientVerifier: f.Verifier(t, f.ClientMeasurement)})
+	cli := atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement), Attester: f.ClientAttester})
 
-	res := handshake(t, srv.TLSConfig(), clientConfig(t, cli, nil))
-	require.NoError(t, res.client)
-	require.NoError(t, res.server)
+	res := atlstest.Handshake(t, srv.TLSConfig(), clientConfig(t, cli, nil))
+	require.NoError(t, res.Client)
+	require.NoError(t, res.Server)
 
-	sc, ok := cli.PeerClaims(res.clientCS)
+	sc, ok := cli.PeerClaims(res.ClientCS)
 	require.True(t, ok)
-	require.Equal(t, f.serverMeasure[:], []byte(sc.SNP.Measurement))
-	cc, ok := srv.PeerClaims(res.serverCS)
+	require.Equal(t, f.ServerMeasurement[:], []byte(sc.SNP.Measurement))
+	cc, ok := srv.PeerClaims(res.ServerCS)
 	require.True(t, ok)
 	require.Equal(t, attest.RoleClient, cc.Role)
 	require.Equal(t, attest.ModeNonce, cc.Mode)
-	require.Equal(t, f.clientMeasure[:], []byte(cc.SNP.Measurement))
+	require.Equal(t, f.ClientMeasurement[:], []byte(cc.SNP.Measurement))
 }
 
 func TestMutualClientWithoutEvidenceRejected(t *testing.T) {
-	f := getFixture(t)
-	srv := newServer(t, atls.ServerOptions{Attester: f.serverAtt, ClientVerifier: f.verifier(t, f.clientMeasure)})
+	f := atlstest.Get(t)
+	srv := atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, ClientVerifier: f.Verifier(t, f.ClientMeasurement)})
 	// A verifying client that does not attest: sends no certificate.
-	cli := newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure)})
-	res := handshake(t, srv.TLSConfig(), clientConfig(t, cli, nil))
-	require.Error(t, res.server)
-	require.Error(t, res.client)
+	cli := atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement)})
+	res := atlstest.Handshake(t, srv.TLSConfig(), clientConfig(t, cli, nil))
+	require.Error(t, res.Server)
+	require.Error(t, res.Client)
 
 	// A client with an ordinary certificate: not attested. (Go's client
 	// would only send a certificate issued by one of the advertised
 	// authorities, so hand it over explicitly.)
 	plain := selfSigned(t, "plain client")
-	res = handshake(t, srv.TLSConfig(), clientConfig(t, cli, &tls.Config{
+	res = atlstest.Handshake(t, srv.TLSConfig(), clientConfig(t, cli, &tls.Config{
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &plain, nil },
 	}))
-	requireCheck(t, res.server, attest.ErrNotAttested, "evidence.extension")
-}
-
-// testCA is an ordinary PKI for the mixed modes.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
-}
-
-func newTestCA(t testing.TB) *testCA {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	require.NoError(t, err)
-	cert, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, pool: pool}
-}
-
-func (ca *testCA) issue(t testing.TB, name string, eku x509.ExtKeyUsage) tls.Certificate {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-		DNSNames:  []string{name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{eku},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
-	require.NoError(t, err)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	atlstest.RequireCheck(t, res.Server, attest.ErrNotAttested, "evidence.extension")
 }
 
 func selfSigned(t *testing.T, name string) tls.Certificate {
-	return newTestCA(t).issue(t, name, x509.ExtKeyUsageClientAuth)
+	return atlstest.NewCA(t).Issue(t, name, x509.ExtKeyUsageClientAuth)
 }
 
 func TestAttestedServerOrdinaryClientCerts(t *testing.T) {
-	f := getFixture(t)
-	ca := newTestCA(t)
-	srv := newServer(t, atls.ServerOptions{Attester: f.serverAtt})
-	serverBase := &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.pool}
-	cli := newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure)})
-	clientCert := ca.issue(t, "client", x509.ExtKeyUsageClientAuth)
+	f := atlstest.Get(t)
+	ca := atlstest.NewCA(t)
+	srv := atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester})
+	serverBase := &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool}
+	cli := atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement)})
+	clientCert := ca.Issue(t, "client", x509.ExtKeyUsageClientAuth)
 
-	res := handshake(t, srv.Hook(serverBase), clientConfig(t, cli, &tls.Config{Certificates: []tls.Certificate{clientCert}}))
-	require.NoError(t, res.client)
-	require.NoError(t, res.server)
-	require.Equal(t, 1, res.serverSawClientCerts)
+	res := atlstest.Handshake(t, srv.Hook(serverBase), clientConfig(t, cli, &tls.Config{Certificates: []tls.Certificate{clientCert}}))
+	require.NoError(t, res.Client)
+	require.NoError(t, res.Server)
+	require.Equal(t, 1, len(res.ServerCS.PeerCertificates))
 
 	// Without a client certificate the server's own PKI check refuses.
-	res = handshake(t, srv.Hook(serverBase), clientConfig(t, cli, nil))
-	require.Error(t, res.server)
+	res = atlstest.Handshake(t, srv.Hook(serverBase), clientConfig(t, cli, nil))
+	require.Error(t, res.Server)
 }
 
 func TestAttestedClientOrdinaryServerPKI(t *testing.T) {
-	f := getFixture(t)
-	ca := newTestCA(t)
-	serverCert := ca.issue(t, "server.test", x509.ExtKeyUsageServerAuth)
-	srv := newServer(t, atls.ServerOptions{ClientVerifier: f.verifier(t, f.clientMeasure)})
-	cli := newClient(t, atls.ClientOptions{Attester: f.clientAtt})
+	f := atlstest.Get(t)
+	ca := atlstest.NewCA(t)
+	serverCert := ca.Issue(t, "server.test", x509.ExtKeyUsageServerAuth)
+	srv := atlstest.NewServer(t, atls.ServerOptions{ClientVerifier: f.Verifier(t, f.ClientMeasurement)})
+	cli := atlstest.NewClient(t, atls.ClientOptions{Attester: f.ClientAttester})
 
-	res := handshake(t,
+	res := atlstest.Handshake(t,
 		srv.Hook(&tls.Config{Certificates: []tls.Certificate{serverCert}}),
-		clientConfig(t, cli, &tls.Config{RootCAs: ca.pool, ServerName: "server.test"}))
-	require.NoError(t, res.client)
-	require.NoError(t, res.server)
-	cc, ok := srv.PeerClaims(res.serverCS)
+		clientConfig(t, cli, &tls.Config{RootCAs: ca.Pool, ServerName: "server.test"}))
+	require.NoError(t, res.Client)
+	require.NoError(t, res.Server)
+	cc, ok := srv.PeerClaims(res.ServerCS)
 	require.True(t, ok)
-	require.Equal(t, f.clientMeasure[:], []byte(cc.SNP.Measurement))
+	require.Equal(t, f.ClientMeasurement[:], []byte(cc.SNP.Measurement))
 
 	// The ordinary PKI check still runs on the client: wrong name fails.
-	res = handshake(t,
+	res = atlstest.Handshake(t,
 		srv.Hook(&tls.Config{Certificates: []tls.Certificate{serverCert}}),
-		clientConfig(t, cli, &tls.Config{RootCAs: ca.pool, ServerName: "other.test"}))
-	require.Error(t, res.client)
+		clientConfig(t, cli, &tls.Config{RootCAs: ca.Pool, ServerName: "other.test"}))
+	require.Error(t, res.Client)
 }
 
 func TestStaticMode(t *testing.T) {
-	f := getFixture(t)
-	ver := f.verifier(t, f.serverMeasure)
-	srv := newServer(t, atls.ServerOptions{Attester: f.serverAtt, Freshness: atls.FreshnessStatic})
-	cli := newClient(t, atls.ClientOptions{Verifier: ver, AcceptStatic: true})
+	f := atlstest.Get(t)
+	ver := f.Verifier(t, f.ServerMeasurement)
+	srv := atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, Freshness: atls.FreshnessStatic})
+	cli := atlstest.NewClient(t, atls.ClientOptions{Verifier: ver, AcceptStatic: true})
 	scfg := srv.TLSConfig()
 
 	var leaf []byte
 	for i := 0; i < 3; i++ {
-		res := handshake(t, scfg, clientConfig(t, cli, nil))
-		require.NoError(t, res.client)
-		c, ok := cli.PeerClaims(res.clientCS)
+		res := atlstest.Handshake(t, scfg, clientConfig(t, cli, nil))
+		require.NoError(t, res.Client)
+		c, ok := cli.PeerClaims(res.ClientCS)
 		require.True(t, ok)
 		require.Equal(t, attest.ModeStatic, c.Mode)
 		if leaf != nil {
-			require.Equal(t, leaf, res.clientCS.PeerCertificates[0].Raw, "static certificate is reused")
+			require.Equal(t, leaf, res.ClientCS.PeerCertificates[0].Raw, "static certificate is reused")
 		}
-		leaf = res.clientCS.PeerCertificates[0].Raw
+		leaf = res.ClientCS.PeerCertificates[0].Raw
 	}
-	require.Equal(t, int64(1), ver.calls.Load(), "repeated handshakes with one static certificate verify once")
+	require.Equal(t, int64(1), ver.Calls.Load(), "repeated handshakes with one static certificate verify once")
 
 	// A client that did not opt in refuses static evidence.
-	strict := newClient(t, atls.ClientOptions{Verifier: ver})
-	res := handshake(t, scfg, clientConfig(t, strict, nil))
-	requireCheck(t, res.client, attest.ErrBinding, "binding.freshness")
+	strict := atlstest.NewClient(t, atls.ClientOptions{Verifier: ver})
+	res := atlstest.Handshake(t, scfg, clientConfig(t, strict, nil))
+	atlstest.RequireCheck(t, res.Client, attest.ErrBinding, "binding.freshness")
 
 	// Maximum age: the certificate is back-dated a minute, so 30s is exceeded.
-	young := newClient(t, atls.ClientOptions{Verifier: ver, AcceptStatic: true, MaxAge: 30 * time.Second})
-	res = handshake(t, scfg, clientConfig(t, young, nil))
-	requireCheck(t, res.client, attest.ErrBinding, "binding.max_age")
+	young := atlstest.NewClient(t, atls.ClientOptions{Verifier: ver, AcceptStatic: true, MaxAge: 30 * time.Second})
+	res = atlstest.Handshake(t, scfg, clientConfig(t, young, nil))
+	atlstest.RequireCheck(t, res.Client, attest.ErrBinding, "binding.max_age")
 }
 
 func TestStaticFallbackForClientsWithoutNonce(t *testing.T) {
-	f := getFixture(t)
-	strictSrv := newServer(t, atls.ServerOptions{Attester: f.serverAtt})
+	f := atlstest.Get(t)
+	strictSrv := atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester})
 	plain := &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13}
-	res := handshake(t, strictSrv.TLSConfig(), plain)
-	requireCheck(t, res.server, attest.ErrBinding, "nonce.missing")
+	res := atlstest.Handshake(t, strictSrv.TLSConfig(), plain)
+	atlstest.RequireCheck(t, res.Server, attest.ErrBinding, "nonce.missing")
 
-	fallback := newServer(t, atls.ServerOptions{Attester: f.serverAtt, StaticFallback: true})
-	res = handshake(t, fallback.TLSConfig(), plain.Clone())
-	require.NoError(t, res.client)
-	ev, err := attest.FromCertificate(res.clientCS.PeerCertificates[0])
-	require.NoError(t, err)
-	p, err := ev.Binding()
-	require.NoError(t, err)
-	require.Equal(t, attest.ModeStatic, p.Mode)
+	fallback := atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, StaticFallback: true})
+	res = atlstest.Handshake(t, fallback.TLSConfig(), plain.Clone())
+	require.NoError(t, res.Client)
+	atlstest.RequireBindingMode(t, res.ClientCS.PeerCertificates[0], attest.ModeStatic)
 
 	// Clients that do send a nonce still get a nonce-bound certificate.
-	cli := newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure)})
-	res = handshake(t, fallback.TLSConfig(), clientConfig(t, cli, nil))
-	require.NoError(t, res.client)
+	cli := atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement)})
+	res = atlstest.Handshake(t, fallback.TLSConfig(), clientConfig(t, cli, nil))
+	require.NoError(t, res.Client)
 }
 
 func TestALPNCoexists(t *testing.T) {
-	f := getFixture(t)
-	srv := newServer(t, atls.ServerOptions{Attester: f.serverAtt})
-	cli := newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure)})
+	f := atlstest.Get(t)
+	srv := atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester})
+	cli := atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement)})
 
 	base := &tls.Config{NextProtos: []string{"h2", "http/1.1"}}
 	ccfg := clientConfig(t, cli, base)
 	require.Equal(t, []string{"h2", "http/1.1"}, base.NextProtos, "base is not modified")
 	require.Len(t, ccfg.NextProtos, 3)
-	res := handshake(t, srv.Hook(&tls.Config{NextProtos: []string{"http/1.1"}}), ccfg)
-	require.NoError(t, res.client)
-	require.Equal(t, "http/1.1", res.clientCS.NegotiatedProtocol)
+	res := atlstest.Handshake(t, srv.Hook(&tls.Config{NextProtos: []string{"http/1.1"}}), ccfg)
+	require.NoError(t, res.Client)
+	require.Equal(t, "http/1.1", res.ClientCS.NegotiatedProtocol)
 
 	// A client offering only the nonce still reaches a server that has
 	// protocols of its own; no protocol is negotiated.
-	res = handshake(t, srv.Hook(&tls.Config{NextProtos: []string{"h2"}}), clientConfig(t, cli, nil))
-	require.NoError(t, res.client)
-	require.Equal(t, "", res.clientCS.NegotiatedProtocol)
+	res = atlstest.Handshake(t, srv.Hook(&tls.Config{NextProtos: []string{"h2"}}), clientConfig(t, cli, nil))
+	require.NoError(t, res.Client)
+	require.Equal(t, "", res.ClientCS.NegotiatedProtocol)
 }
 
 func TestClientConfigIsSingleUse(t *testing.T) {
-	f := getFixture(t)
-	srv := newServer(t, atls.ServerOptions{Attester: f.serverAtt})
-	cli := newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure)})
+	f := atlstest.Get(t)
+	srv := atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester})
+	cli := atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement)})
 	cfg := clientConfig(t, cli, nil)
-	require.NoError(t, handshake(t, srv.TLSConfig(), cfg).client)
-	requireCheck(t, handshake(t, srv.TLSConfig(), cfg).client, attest.ErrConfig, "nonce.reuse")
+	require.NoError(t, atlstest.Handshake(t, srv.TLSConfig(), cfg).Client)
+	atlstest.RequireCheck(t, atlstest.Handshake(t, srv.TLSConfig(), cfg).Client, attest.ErrConfig, "nonce.reuse")
 }
 
 func TestPolicyRejectionReachesBothSides(t *testing.T) {
-	f := getFixture(t)
-	srv := newServer(t, atls.ServerOptions{Attester: f.serverAtt})
-	cli := newClient(t, atls.ClientOptions{Verifier: f.verifier(t, sha512.Sum384([]byte("other image")))})
-	res := handshake(t, srv.TLSConfig(), clientConfig(t, cli, nil))
-	requireCheck(t, res.client, attest.ErrPolicy, "policy.measurement")
-	require.ErrorContains(t, res.server, "bad certificate", "the server receives a TLS alert")
+	f := atlstest.Get(t)
+	srv := atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester})
+	cli := atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, sha512.Sum384([]byte("other image")))})
+	res := atlstest.Handshake(t, srv.TLSConfig(), clientConfig(t, cli, nil))
+	atlstest.RequireCheck(t, res.Client, attest.ErrPolicy, "policy.measurement")
+	require.ErrorContains(t, res.Server, "bad certificate", "the server receives a TLS alert")
 }
 
 func TestForgedChainRejected(t *testing.T) {
-	f := getFixture(t)
+	f := atlstest.Get(t)
 	other, err := snp.NewSimChain("Milan")
 	require.NoError(t, err)
-	forger, err := snp.NewSimAttester(other, snp.SimOptions{Measurement: f.serverMeasure})
+	forger, err := snp.NewSimAttester(other, snp.SimOptions{Measurement: f.ServerMeasurement})
 	require.NoError(t, err)
-	srv := newServer(t, atls.ServerOptions{Attester: forger})
-	cli := newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure)})
-	res := handshake(t, srv.TLSConfig(), clientConfig(t, cli, nil))
-	require.ErrorIs(t, res.client, attest.ErrVerification)
+	srv := atlstest.NewServer(t, atls.ServerOptions{Attester: forger})
+	cli := atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement)})
+	res := atlstest.Handshake(t, srv.TLSConfig(), clientConfig(t, cli, nil))
+	require.ErrorIs(t, res.Client, attest.ErrVerification)
 
 	// The real AMD roots do not accept simulated evidence either.
-	amd, err := snp.NewVerifier(snp.VerifierOptions{Roots: snp.AMDRoots(), Policy: pinMeasurement(t, f.serverMeasure)})
+	amd, err := snp.NewVerifier(snp.VerifierOptions{Roots: snp.AMDRoots(), Policy: atlstest.PinMeasurement(t, f.ServerMeasurement)})
 	require.NoError(t, err)
-	cli = newClient(t, atls.ClientOptions{Verifier: amd})
-	res = handshake(t, newServer(t, atls.ServerOptions{Attester: f.serverAtt}).TLSConfig(), clientConfig(t, cli, nil))
-	require.ErrorIs(t, res.client, attest.ErrVerification)
+	cli = atlstest.NewClient(t, atls.ClientOptions{Verifier: amd})
+	res = atlstest.Handshake(t, atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester}).TLSConfig(), clientConfig(t, cli, nil))
+	require.ErrorIs(t, res.Client, attest.ErrVerification)
 }
 
 // maliciousServer serves whatever certificate pick returns, ignoring the
@@ -430,53 +255,52 @@ func maliciousServer(pick func(hello *tls.ClientHelloInfo) (*tls.Certificate, er
 }
 
 func TestNonceReplayRejected(t *testing.T) {
-	f := getFixture(t)
-	cli := newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure)})
+	f := atlstest.Get(t)
+	cli := atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement)})
 	// A certificate bound to some earlier nonce, replayed.
 	old, err := certgen.Issue(context.Background(), certgen.Request{
-		Attester: f.serverAtt, Role: attest.RoleServer, Mode: attest.ModeNonce, Nonce: [32]byte{1, 2, 3},
+		Attester: f.ServerAttester, Role: attest.RoleServer, Mode: attest.ModeNonce, Nonce: [32]byte{1, 2, 3},
 	})
 	require.NoError(t, err)
-	res := handshake(t, maliciousServer(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return old, nil }), clientConfig(t, cli, nil))
-	requireCheck(t, res.client, attest.ErrBinding, "snp.report_data")
+	res := atlstest.Handshake(t, maliciousServer(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return old, nil }), clientConfig(t, cli, nil))
+	atlstest.RequireCheck(t, res.Client, attest.ErrBinding, "snp.report_data")
 }
 
 func TestKeySubstitutionRejected(t *testing.T) {
-	f := getFixture(t)
-	cli := newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure)})
-	res := handshake(t, maliciousServer(func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	f := atlstest.Get(t)
+	cli := atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement)})
+	res := atlstest.Handshake(t, maliciousServer(func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
 		// Evidence honestly made for key A, in a certificate for key B.
-		n := nonceOf(t, h.SupportedProtos)
-		a, err := certgen.Issue(h.Context(), certgen.Request{Attester: f.serverAtt, Role: attest.RoleServer, Mode: attest.ModeNonce, Nonce: n})
+		a, err := atlstest.IssueForClientNonce(h, f.ServerAttester, attest.RoleServer)
 		if err != nil {
 			return nil, err
 		}
-		return transplant(t, a.Leaf, a.Leaf.NotBefore, a.Leaf.NotAfter), nil
+		return atlstest.Transplant(t, a.Leaf), nil
 	}), clientConfig(t, cli, nil))
-	requireCheck(t, res.client, attest.ErrBinding, "snp.report_data")
+	atlstest.RequireCheck(t, res.Client, attest.ErrBinding, "snp.report_data")
 }
 
 func TestRoleReflectionRejected(t *testing.T) {
-	f := getFixture(t)
-	cli := newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure)})
-	res := handshake(t, maliciousServer(func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	f := atlstest.Get(t)
+	cli := atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement)})
+	res := atlstest.Handshake(t, maliciousServer(func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
 		// Client-role evidence (for example a client's, replayed).
-		return certgen.Issue(h.Context(), certgen.Request{Attester: f.serverAtt, Role: attest.RoleClient, Mode: attest.ModeNonce, Nonce: nonceOf(t, h.SupportedProtos)})
+		return atlstest.IssueForClientNonce(h, f.ServerAttester, attest.RoleClient)
 	}), clientConfig(t, cli, nil))
-	requireCheck(t, res.client, attest.ErrBinding, "binding.role")
+	atlstest.RequireCheck(t, res.Client, attest.ErrBinding, "binding.role")
 }
 
 func TestMissingEvidenceRejected(t *testing.T) {
-	f := getFixture(t)
-	cli := newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure)})
-	plain := newTestCA(t).issue(t, "server", x509.ExtKeyUsageServerAuth)
-	res := handshake(t, maliciousServer(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &plain, nil }), clientConfig(t, cli, nil))
-	requireCheck(t, res.client, attest.ErrNotAttested, "evidence.extension")
+	f := atlstest.Get(t)
+	cli := atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement)})
+	plain := atlstest.NewCA(t).Issue(t, "server", x509.ExtKeyUsageServerAuth)
+	res := atlstest.Handshake(t, maliciousServer(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &plain, nil }), clientConfig(t, cli, nil))
+	atlstest.RequireCheck(t, res.Client, attest.ErrNotAttested, "evidence.extension")
 }
 
 func TestMalformedExtensionsRejected(t *testing.T) {
-	f := getFixture(t)
-	good, err := certgen.Issue(context.Background(), certgen.Request{Attester: f.serverAtt, Role: attest.RoleServer, Mode: attest.ModeStatic})
+	f := atlstest.Get(t)
+	good, err := certgen.Issue(context.Background(), certgen.Request{Attester: f.ServerAttester, Role: attest.RoleServer, Mode: attest.ModeStatic})
 	require.NoError(t, err)
 	var ext pkix.Extension
 	for _, e := range good.Leaf.Extensions {
@@ -496,43 +320,43 @@ func TestMalformedExtensionsRejected(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			cli := newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure), AcceptStatic: true})
-			cert := certWithExtensions(t, tc.exts)
-			res := handshake(t, maliciousServer(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cert, nil }), clientConfig(t, cli, nil))
-			requireCheck(t, res.client, attest.ErrMalformedEvidence, tc.check)
+			cli := atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement), AcceptStatic: true})
+			cert := atlstest.CertWithExtensions(t, tc.exts)
+			res := atlstest.Handshake(t, maliciousServer(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return cert, nil }), clientConfig(t, cli, nil))
+			atlstest.RequireCheck(t, res.Client, attest.ErrMalformedEvidence, tc.check)
 		})
 	}
 }
 
 func TestResumedSessionIsCheckedAgain(t *testing.T) {
-	f := getFixture(t)
-	srv := newServer(t, atls.ServerOptions{Attester: f.serverAtt, EnableResumption: true})
-	cli := newClient(t, atls.ClientOptions{
-		Verifier:         f.verifier(t, f.serverMeasure),
+	f := atlstest.Get(t)
+	srv := atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, EnableResumption: true})
+	cli := atlstest.NewClient(t, atls.ClientOptions{
+		Verifier:         f.Verifier(t, f.ServerMeasurement),
 		EnableResumption: true,
 		Base:             &tls.Config{ClientSessionCache: tls.NewLRUClientSessionCache(4), ServerName: "attested"},
 	})
 	scfg := srv.TLSConfig()
 	first, err := cli.TLSConfig()
 	require.NoError(t, err)
-	res := handshake(t, scfg, first)
-	require.NoError(t, res.client)
-	require.False(t, res.clientCS.DidResume)
+	res := atlstest.Handshake(t, scfg, first)
+	require.NoError(t, res.Client)
+	require.False(t, res.ClientCS.DidResume)
 
 	second, err := cli.TLSConfig()
 	require.NoError(t, err)
-	res = handshake(t, scfg, second)
-	require.True(t, res.clientCS.DidResume, "the session was resumed")
+	res = atlstest.Handshake(t, scfg, second)
+	require.True(t, res.ClientCS.DidResume, "the session was resumed")
 	// The resumed session carries the first certificate, bound to the
 	// first nonce: VerifyConnection refuses it.
-	requireCheck(t, res.client, attest.ErrBinding, "snp.report_data")
+	atlstest.RequireCheck(t, res.Client, attest.ErrBinding, "snp.report_data")
 }
 
 func TestResumptionOffByDefault(t *testing.T) {
-	f := getFixture(t)
-	srv := newServer(t, atls.ServerOptions{Attester: f.serverAtt})
+	f := atlstest.Get(t)
+	srv := atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester})
 	require.True(t, srv.TLSConfig().SessionTicketsDisabled)
-	cli := newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure),
+	cli := atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement),
 		Base: &tls.Config{ClientSessionCache: tls.NewLRUClientSessionCache(4)}})
 	cfg, err := cli.TLSConfig()
 	require.NoError(t, err)
@@ -540,16 +364,16 @@ func TestResumptionOffByDefault(t *testing.T) {
 }
 
 func TestTLS12Refused(t *testing.T) {
-	f := getFixture(t)
-	srv := newServer(t, atls.ServerOptions{Attester: f.serverAtt, StaticFallback: true})
-	res := handshake(t, srv.TLSConfig(), &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12})
-	require.Error(t, res.server)
-	require.Error(t, res.client)
+	f := atlstest.Get(t)
+	srv := atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, StaticFallback: true})
+	res := atlstest.Handshake(t, srv.TLSConfig(), &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12})
+	require.Error(t, res.Server)
+	require.Error(t, res.Client)
 }
 
 func TestHTTP(t *testing.T) {
-	f := getFixture(t)
-	srv := newServer(t, atls.ServerOptions{Attester: f.serverAtt, ClientVerifier: f.verifier(t, f.clientMeasure)})
+	f := atlstest.Get(t)
+	srv := atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, ClientVerifier: f.Verifier(t, f.ClientMeasurement)})
 	hs := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, ok := srv.RequestClaims(r)
 		if !ok {
@@ -562,7 +386,7 @@ func TestHTTP(t *testing.T) {
 	hs.StartTLS()
 	defer hs.Close()
 
-	cli := newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure), Attester: f.clientAtt})
+	cli := atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement), Attester: f.ClientAttester})
 	hc := &http.Client{Transport: cli.Transport()}
 	for i := 0; i < 2; i++ {
 		resp, err := hc.Get(hs.URL)
@@ -571,10 +395,10 @@ func TestHTTP(t *testing.T) {
 		resp.Body.Close()
 		require.NoError(t, err)
 		require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
-		require.Equal(t, attest.HexBytes(f.clientMeasure[:]).String(), string(body))
+		require.Equal(t, attest.HexBytes(f.ClientMeasurement[:]).String(), string(body))
 		sc, ok := cli.ResponseClaims(resp)
 		require.True(t, ok)
-		require.Equal(t, f.serverMeasure[:], []byte(sc.SNP.Measurement))
+		require.Equal(t, f.ServerMeasurement[:], []byte(sc.SNP.Measurement))
 	}
 }
 
@@ -583,8 +407,8 @@ func TestOptionsValidated(t *testing.T) {
 	require.ErrorIs(t, err, attest.ErrConfig)
 	_, err = atls.NewClient(atls.ClientOptions{})
 	require.ErrorIs(t, err, attest.ErrConfig)
-	f := getFixture(t)
-	_, err = atls.NewClient(atls.ClientOptions{Attester: f.clientAtt, Base: &tls.Config{InsecureSkipVerify: true}})
+	f := atlstest.Get(t)
+	_, err = atls.NewClient(atls.ClientOptions{Attester: f.ClientAttester, Base: &tls.Config{InsecureSkipVerify: true}})
 	require.ErrorIs(t, err, attest.ErrConfig)
 }
 
@@ -593,8 +417,8 @@ func TestOptionsValidated(t *testing.T) {
 // offers it, and a plain HTTPS server is found not attested (not an ALPN
 // failure).
 func TestNetHTTPServer(t *testing.T) {
-	f := getFixture(t)
-	srv := newServer(t, atls.ServerOptions{Attester: f.serverAtt})
+	f := atlstest.Get(t)
+	srv := atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	hs := &http.Server{TLSConfig: srv.TLSConfig(), Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -607,7 +431,7 @@ func TestNetHTTPServer(t *testing.T) {
 		nil:                                      "HTTP/1.1",
 		{NextProtos: []string{"h2", "http/1.1"}}: "HTTP/2.0",
 	} {
-		cli := newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure), Base: base})
+		cli := atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement), Base: base})
 		hc := &http.Client{Transport: cli.Transport()}
 		resp, err := hc.Get("https://" + ln.Addr().String() + "/")
 		require.NoError(t, err)
@@ -618,12 +442,12 @@ func TestNetHTTPServer(t *testing.T) {
 		require.True(t, ok)
 	}
 
-	cli := newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure)})
+	cli := atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement)})
 	hc := &http.Client{Transport: cli.Transport()}
 	plain := httptest.NewTLSServer(http.NotFoundHandler())
 	defer plain.Close()
 	_, err = hc.Get(plain.URL)
-	requireCheck(t, err, attest.ErrNotAttested, "evidence.extension")
+	atlstest.RequireCheck(t, err, attest.ErrNotAttested, "evidence.extension")
 }
 
 // gaugeAttester records how many attestations run at once.
@@ -646,10 +470,10 @@ func (g *gaugeAttester) Attest(ctx context.Context, rd [64]byte) (*attest.Eviden
 }
 
 func TestConcurrentAttestationsBounded(t *testing.T) {
-	f := getFixture(t)
-	g := &gaugeAttester{inner: f.serverAtt}
-	srv := newServer(t, atls.ServerOptions{Attester: g, MaxConcurrentAttestations: 2})
-	cli := newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure)})
+	f := atlstest.Get(t)
+	g := &gaugeAttester{inner: f.ServerAttester}
+	srv := atlstest.NewServer(t, atls.ServerOptions{Attester: g, MaxConcurrentAttestations: 2})
+	cli := atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement)})
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", srv.TLSConfig())
 	require.NoError(t, err)
 	defer ln.Close()

@@ -11,6 +11,7 @@ import (
 	"github.com/confidential-go/atls/atls"
 	"github.com/confidential-go/atls/atls/attest"
 	"github.com/confidential-go/atls/certgen"
+	"github.com/confidential-go/atls/internal/atlstest"
 )
 
 func issue(t *testing.T, att atls.Attester, role attest.Role, mode attest.Mode, nonce [32]byte) *x509.Certificate {
@@ -21,75 +22,75 @@ func issue(t *testing.T, att atls.Attester, role attest.Role, mode attest.Mode, 
 }
 
 func TestVerifyCertificate(t *testing.T) {
-	f := getFixture(t)
+	f := atlstest.Get(t)
 	ctx := context.Background()
-	ver := f.verifier(t, f.serverMeasure)
+	ver := f.Verifier(t, f.ServerMeasurement)
 	nonce := [32]byte{1, 2, 3}
 
 	t.Run("nonce", func(t *testing.T) {
-		leaf := issue(t, f.serverAtt, attest.RoleServer, attest.ModeNonce, nonce)
+		leaf := issue(t, f.ServerAttester, attest.RoleServer, attest.ModeNonce, nonce)
 		c, err := atls.VerifyCertificate(ctx, leaf, atls.VerifyCertificateOptions{Verifier: ver, Nonce: &nonce})
 		require.NoError(t, err)
 		require.Equal(t, attest.RoleServer, c.Role)
 		require.Equal(t, attest.ModeNonce, c.Mode)
 		require.True(t, c.Simulated)
-		require.Equal(t, f.serverMeasure[:], []byte(c.SNP.Measurement))
+		require.Equal(t, f.ServerMeasurement[:], []byte(c.SNP.Measurement))
 		require.Equal(t, leaf.NotAfter, c.NotAfter)
 
 		_, err = atls.VerifyCertificate(ctx, leaf, atls.VerifyCertificateOptions{Verifier: ver})
-		requireCheck(t, err, attest.ErrBinding, "binding.nonce")
+		atlstest.RequireCheck(t, err, attest.ErrBinding, "binding.nonce")
 		other := [32]byte{9}
 		_, err = atls.VerifyCertificate(ctx, leaf, atls.VerifyCertificateOptions{Verifier: ver, Nonce: &other})
-		requireCheck(t, err, attest.ErrBinding, "snp.report_data")
+		atlstest.RequireCheck(t, err, attest.ErrBinding, "snp.report_data")
 		_, err = atls.VerifyCertificate(ctx, leaf, atls.VerifyCertificateOptions{Verifier: ver, Nonce: &nonce, Role: attest.RoleClient})
-		requireCheck(t, err, attest.ErrBinding, "binding.role")
+		atlstest.RequireCheck(t, err, attest.ErrBinding, "binding.role")
 	})
 
 	t.Run("static", func(t *testing.T) {
-		leaf := issue(t, f.serverAtt, attest.RoleServer, attest.ModeStatic, [32]byte{})
+		leaf := issue(t, f.ServerAttester, attest.RoleServer, attest.ModeStatic, [32]byte{})
 		_, err := atls.VerifyCertificate(ctx, leaf, atls.VerifyCertificateOptions{Verifier: ver})
-		requireCheck(t, err, attest.ErrBinding, "binding.freshness")
+		atlstest.RequireCheck(t, err, attest.ErrBinding, "binding.freshness")
 		c, err := atls.VerifyCertificate(ctx, leaf, atls.VerifyCertificateOptions{Verifier: ver, AcceptStatic: true})
 		require.NoError(t, err)
 		require.Equal(t, attest.ModeStatic, c.Mode)
 		// The certificate is back-dated by a minute.
 		_, err = atls.VerifyCertificate(ctx, leaf, atls.VerifyCertificateOptions{Verifier: ver, AcceptStatic: true, MaxAge: 30 * time.Second})
-		requireCheck(t, err, attest.ErrBinding, "binding.max_age")
+		atlstest.RequireCheck(t, err, attest.ErrBinding, "binding.max_age")
 		// A clock past the validity.
 		late := func() time.Time { return leaf.NotAfter.Add(time.Second) }
 		_, err = atls.VerifyCertificate(ctx, leaf, atls.VerifyCertificateOptions{Verifier: ver, AcceptStatic: true, MaxAge: 100 * time.Hour, Now: late})
-		requireCheck(t, err, attest.ErrBinding, "certificate.validity")
+		atlstest.RequireCheck(t, err, attest.ErrBinding, "certificate.validity")
 	})
 
 	t.Run("client role", func(t *testing.T) {
-		leaf := issue(t, f.clientAtt, attest.RoleClient, attest.ModeNonce, nonce)
-		cver := f.verifier(t, f.clientMeasure)
+		leaf := issue(t, f.ClientAttester, attest.RoleClient, attest.ModeNonce, nonce)
+		cver := f.Verifier(t, f.ClientMeasurement)
 		c, err := atls.VerifyCertificate(ctx, leaf, atls.VerifyCertificateOptions{Verifier: cver, Role: attest.RoleClient, Nonce: &nonce})
 		require.NoError(t, err)
 		require.Equal(t, attest.RoleClient, c.Role)
 		// The server's policy does not accept the client's image.
 		_, err = atls.VerifyCertificate(ctx, leaf, atls.VerifyCertificateOptions{Verifier: ver, Role: attest.RoleClient, Nonce: &nonce})
-		requireCheck(t, err, attest.ErrPolicy, "policy.measurement")
+		atlstest.RequireCheck(t, err, attest.ErrPolicy, "policy.measurement")
 	})
 
 	t.Run("tampered", func(t *testing.T) {
-		leaf := issue(t, f.serverAtt, attest.RoleServer, attest.ModeStatic, [32]byte{})
+		leaf := issue(t, f.ServerAttester, attest.RoleServer, attest.ModeStatic, [32]byte{})
 		// The evidence moved to a certificate for another key.
-		forged := transplant(t, leaf, leaf.NotBefore, leaf.NotAfter).Leaf
+		forged := atlstest.Transplant(t, leaf).Leaf
 		_, err := atls.VerifyCertificate(ctx, forged, atls.VerifyCertificateOptions{Verifier: ver, AcceptStatic: true})
-		requireCheck(t, err, attest.ErrBinding, "snp.report_data")
+		atlstest.RequireCheck(t, err, attest.ErrBinding, "snp.report_data")
 	})
 
 	t.Run("not attested", func(t *testing.T) {
-		plain := certWithExtensions(t, nil).Leaf
+		plain := atlstest.CertWithExtensions(t, nil).Leaf
 		_, err := atls.VerifyCertificate(ctx, plain, atls.VerifyCertificateOptions{Verifier: ver})
-		requireCheck(t, err, attest.ErrNotAttested, "evidence.extension")
+		atlstest.RequireCheck(t, err, attest.ErrNotAttested, "evidence.extension")
 		_, err = atls.VerifyCertificate(ctx, nil, atls.VerifyCertificateOptions{Verifier: ver})
 		require.ErrorIs(t, err, attest.ErrNotAttested)
 	})
 
 	t.Run("options", func(t *testing.T) {
-		leaf := issue(t, f.serverAtt, attest.RoleServer, attest.ModeNonce, nonce)
+		leaf := issue(t, f.ServerAttester, attest.RoleServer, attest.ModeNonce, nonce)
 		_, err := atls.VerifyCertificate(ctx, leaf, atls.VerifyCertificateOptions{Nonce: &nonce})
 		require.ErrorIs(t, err, attest.ErrConfig)
 		_, err = atls.VerifyCertificate(ctx, leaf, atls.VerifyCertificateOptions{Verifier: ver, Nonce: &nonce, Role: 'X'})

@@ -18,6 +18,7 @@ import (
 
 	"github.com/confidential-go/atls/atls"
 	"github.com/confidential-go/atls/atls/atlsquic"
+	"github.com/confidential-go/atls/internal/atlstest"
 )
 
 const benchProto = "bench/1"
@@ -48,7 +49,7 @@ func benchListener(b *testing.B, ln *quic.Listener) <-chan *quic.Conn {
 // simulator signs reports in software (ECDSA P-384), so "nonce" includes
 // that signing, which real hardware replaces by a firmware call.
 func BenchmarkQUICHandshake(b *testing.B) {
-	f := getFixture(b)
+	f := atlstest.Get(b)
 	ctx := context.Background()
 	clientTransport := func(b *testing.B) *quic.Transport {
 		pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -96,26 +97,15 @@ func BenchmarkQUICHandshake(b *testing.B) {
 			}
 			return finish(b, conn, accepted)
 		}
-		settle(dial)
-		var size int
-		for b.Loop() {
-			size = dial()
-		}
-		b.ReportMetric(float64(size), "cert-bytes")
+		measure(b, dial)
 	})
 
 	bench := func(name string, so atls.ServerOptions, co atls.ClientOptions) {
 		b.Run(name, func(b *testing.B) {
-			so.Attester = f.serverAtt
-			co.Verifier = f.verifier(b, f.serverMeasure)
-			srv, err := atls.NewServer(so)
-			if err != nil {
-				b.Fatal(err)
-			}
-			cli, err := atls.NewClient(co)
-			if err != nil {
-				b.Fatal(err)
-			}
+			so.Attester = f.ServerAttester
+			co.Verifier = f.Verifier(b, f.ServerMeasurement)
+			srv := atlstest.NewServer(b, so)
+			cli := atlstest.NewClient(b, co)
 			base := &tls.Config{NextProtos: []string{benchProto}}
 			pc := serverSocket(b)
 			ln, err := atlsquic.Listen(pc, srv, base, nil)
@@ -131,12 +121,7 @@ func BenchmarkQUICHandshake(b *testing.B) {
 				}
 				return finish(b, conn, accepted)
 			}
-			settle(dial)
-			var size int
-			for b.Loop() {
-				size = dial()
-			}
-			b.ReportMetric(float64(size), "cert-bytes")
+			measure(b, dial)
 		})
 	}
 	bench("nonce", atls.ServerOptions{}, atls.ClientOptions{})
@@ -144,13 +129,20 @@ func BenchmarkQUICHandshake(b *testing.B) {
 	bench("static-uncached", atls.ServerOptions{Freshness: atls.FreshnessStatic}, atls.ClientOptions{AcceptStatic: true, CacheSize: -1})
 }
 
-// settle runs one untimed handshake (first-use costs: sockets, the
-// verifier's VCEK chain cache, a static certificate) and collects the
-// garbage of earlier work (the simulated chain's RSA keys), so that every
-// variant is measured in the same steady state.
-func settle(dial func() int) {
+// measure times dial, which makes one connection and returns the size of
+// the server's certificate. First it runs one untimed handshake
+// (first-use costs: sockets, the verifier's VCEK chain cache, a static
+// certificate) and collects the garbage of earlier work (the simulated
+// chain's RSA keys), so that every variant is measured in the same steady
+// state.
+func measure(b *testing.B, dial func() int) {
 	dial()
 	runtime.GC()
+	var size int
+	for b.Loop() {
+		size = dial()
+	}
+	b.ReportMetric(float64(size), "cert-bytes")
 }
 
 func selfSignedP256(b *testing.B) tls.Certificate {

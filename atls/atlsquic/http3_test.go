@@ -24,6 +24,7 @@ import (
 	"github.com/confidential-go/atls/atls/atlsquic"
 	"github.com/confidential-go/atls/atls/attest"
 	"github.com/confidential-go/atls/certgen"
+	"github.com/confidential-go/atls/internal/atlstest"
 )
 
 // serveHTTP3 serves s on a loopback UDP socket and returns its URL.
@@ -72,15 +73,15 @@ func claimsHandler(srv *atls.Server, calls *atomic.Int64) http.Handler {
 }
 
 func TestHTTP3(t *testing.T) {
-	f := getFixture(t)
+	f := atlstest.Get(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
 	t.Run("mutual", func(t *testing.T) {
-		srv := newServer(t, atls.ServerOptions{Attester: f.serverAtt, ClientVerifier: f.verifier(t, f.clientMeasure)})
+		srv := atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, ClientVerifier: f.Verifier(t, f.ClientMeasurement)})
 		var calls atomic.Int64
 		url := serveHTTP3(t, atlsquic.NewHTTP3Server(srv, nil, claimsHandler(srv, &calls)))
-		cli := newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure), Attester: f.clientAtt})
+		cli := atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement), Attester: f.ClientAttester})
 		tr := atlsquic.HTTP3Transport(cli, nil)
 		defer tr.Close()
 		hc := &http.Client{Transport: tr}
@@ -93,10 +94,10 @@ func TestHTTP3(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, http.StatusOK, resp.StatusCode, body)
 			require.Equal(t, "HTTP/3.0", resp.Proto)
-			require.Equal(t, attest.HexBytes(f.clientMeasure[:]).String(), body, "the handler read the client's claims with RequestClaims")
+			require.Equal(t, attest.HexBytes(f.ClientMeasurement[:]).String(), body, "the handler read the client's claims with RequestClaims")
 			claims, ok := cli.ResponseClaims(resp)
 			require.True(t, ok)
-			require.Equal(t, f.serverMeasure[:], []byte(claims.SNP.Measurement))
+			require.Equal(t, f.ServerMeasurement[:], []byte(claims.SNP.Measurement))
 			require.Equal(t, attest.ModeNonce, claims.Mode)
 			require.Equal(t, http3.NextProtoH3, resp.TLS.NegotiatedProtocol)
 		}
@@ -106,7 +107,7 @@ func TestHTTP3(t *testing.T) {
 	t.Run("one-way-with-ListenAndServe", func(t *testing.T) {
 		// The recommended start: Addr, then ListenAndServe (which keeps
 		// TLSConfig and QUICConfig).
-		srv := newServer(t, atls.ServerOptions{Attester: f.serverAtt})
+		srv := atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester})
 		var calls atomic.Int64
 		h3 := atlsquic.NewHTTP3Server(srv, nil, claimsHandler(srv, &calls))
 		h3.Addr = freeUDPAddr(t)
@@ -116,7 +117,7 @@ func TestHTTP3(t *testing.T) {
 			_ = h3.Close()
 			<-done
 		}()
-		cli := newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure)})
+		cli := atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement)})
 		tr := atlsquic.HTTP3Transport(cli, nil)
 		defer tr.Close()
 		var (
@@ -135,11 +136,11 @@ func TestHTTP3(t *testing.T) {
 		require.Equal(t, "anonymous", body)
 		claims, ok := cli.ResponseClaims(resp)
 		require.True(t, ok, "the server was attested and verified")
-		require.Equal(t, f.serverMeasure[:], []byte(claims.SNP.Measurement))
+		require.Equal(t, f.ServerMeasurement[:], []byte(claims.SNP.Measurement))
 	})
 
 	t.Run("ServeListener-with-Listen", func(t *testing.T) {
-		srv := newServer(t, atls.ServerOptions{Attester: f.serverAtt, ClientVerifier: f.verifier(t, f.clientMeasure)})
+		srv := atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, ClientVerifier: f.Verifier(t, f.ClientMeasurement)})
 		var calls atomic.Int64
 		h3 := atlsquic.NewHTTP3Server(srv, nil, claimsHandler(srv, &calls))
 		ln, err := atlsquic.ListenAddr("127.0.0.1:0", srv, &tls.Config{NextProtos: []string{http3.NextProtoH3}}, nil)
@@ -151,12 +152,12 @@ func TestHTTP3(t *testing.T) {
 			_ = h3.Close()
 			<-done
 		}()
-		cli := newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure), Attester: f.clientAtt})
+		cli := atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement), Attester: f.ClientAttester})
 		tr := atlsquic.HTTP3Transport(cli, nil)
 		defer tr.Close()
 		resp, body, err := get(ctx, &http.Client{Transport: tr}, "https://"+ln.Addr().String()+"/")
 		require.NoError(t, err)
-		require.Equal(t, attest.HexBytes(f.clientMeasure[:]).String(), body)
+		require.Equal(t, attest.HexBytes(f.ClientMeasurement[:]).String(), body)
 		_, ok := cli.ResponseClaims(resp)
 		require.True(t, ok)
 	})
@@ -165,25 +166,25 @@ func TestHTTP3(t *testing.T) {
 		// Without NewHTTP3Server: the hooked configuration as TLSConfig
 		// (http3 sets NextProtos to h3, per connection too) and, above
 		// all, a QUICConfig without 0-RTT.
-		srv := newServer(t, atls.ServerOptions{Attester: f.serverAtt, ClientVerifier: f.verifier(t, f.clientMeasure)})
+		srv := atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, ClientVerifier: f.Verifier(t, f.ClientMeasurement)})
 		var calls atomic.Int64
 		url := serveHTTP3(t, &http3.Server{
 			TLSConfig:  srv.TLSConfig(),
 			QUICConfig: atlsquic.QUICConfig(nil),
 			Handler:    atlsquic.RequireHandshake(claimsHandler(srv, &calls)),
 		})
-		cli := newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure), Attester: f.clientAtt})
+		cli := atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement), Attester: f.ClientAttester})
 		tr := atlsquic.HTTP3Transport(cli, nil)
 		defer tr.Close()
 		resp, body, err := get(ctx, &http.Client{Transport: tr}, url)
 		require.NoError(t, err)
-		require.Equal(t, attest.HexBytes(f.clientMeasure[:]).String(), body)
+		require.Equal(t, attest.HexBytes(f.ClientMeasurement[:]).String(), body)
 		_, ok := cli.ResponseClaims(resp)
 		require.True(t, ok)
 	})
 
 	t.Run("static-fallback-plain-http3-client", func(t *testing.T) {
-		srv := newServer(t, atls.ServerOptions{Attester: f.serverAtt, StaticFallback: true})
+		srv := atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, StaticFallback: true})
 		var calls atomic.Int64
 		url := serveHTTP3(t, atlsquic.NewHTTP3Server(srv, nil, claimsHandler(srv, &calls)))
 		plain := &http3.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
@@ -195,7 +196,7 @@ func TestHTTP3(t *testing.T) {
 
 		// A verifying client that accepts static evidence could check it
 		// offline; a nonce client gets a nonce-bound certificate.
-		cli := newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure)})
+		cli := atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement)})
 		tr := atlsquic.HTTP3Transport(cli, nil)
 		defer tr.Close()
 		resp, _, err = get(ctx, &http.Client{Transport: tr}, url)
@@ -219,26 +220,22 @@ func freeUDPAddr(t *testing.T) string {
 // the handler: not without evidence, not with the wrong image, not without
 // ALPN nonce.
 func TestHTTP3MutualRefusedClientsNeverReachHandler(t *testing.T) {
-	f := getFixture(t)
+	f := atlstest.Get(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	srv := newServer(t, atls.ServerOptions{Attester: f.serverAtt, StaticFallback: true, ClientVerifier: f.verifier(t, f.clientMeasure)})
+	srv := atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, StaticFallback: true, ClientVerifier: f.Verifier(t, f.ClientMeasurement)})
 	var calls atomic.Int64
 	url := serveHTTP3(t, atlsquic.NewHTTP3Server(srv, nil, claimsHandler(srv, &calls)))
 
 	// Evidence of another image (the server's), honestly bound to this
 	// server's nonce.
 	wrongImage := func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
-		n, err := serverNonceOf(cri.AcceptableCAs)
-		if err != nil {
-			return nil, err
-		}
-		return certgen.Issue(cri.Context(), certgen.Request{Attester: f.serverAtt, Role: attest.RoleClient, Mode: attest.ModeNonce, Nonce: n})
+		return atlstest.IssueForServerNonce(cri, f.ServerAttester, attest.RoleClient)
 	}
-	plainCert := newTestCA(t).issue(t, "plain", x509.ExtKeyUsageClientAuth)
+	plainCert := atlstest.NewCA(t).Issue(t, "plain", x509.ExtKeyUsageClientAuth)
 	clients := map[string]http.RoundTripper{
-		"verifying but not attesting": atlsquic.HTTP3Transport(newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure)}), nil),
-		"attested, wrong image": atlsquic.HTTP3Transport(newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure)}),
+		"verifying but not attesting": atlsquic.HTTP3Transport(atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement)}), nil),
+		"attested, wrong image": atlsquic.HTTP3Transport(atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement)}),
 			&tls.Config{GetClientCertificate: wrongImage}),
 		"plain http3 client": &http3.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}},
 		"plain client with a certificate": &http3.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true,
@@ -256,12 +253,12 @@ func TestHTTP3MutualRefusedClientsNeverReachHandler(t *testing.T) {
 	require.Zero(t, calls.Load(), "the handler was never invoked")
 
 	// The same server serves an attested client.
-	cli := newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure), Attester: f.clientAtt})
+	cli := atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement), Attester: f.ClientAttester})
 	tr := atlsquic.HTTP3Transport(cli, nil)
 	defer tr.Close()
 	_, body, err := get(ctx, &http.Client{Transport: tr}, url)
 	require.NoError(t, err)
-	require.Equal(t, attest.HexBytes(f.clientMeasure[:]).String(), body)
+	require.Equal(t, attest.HexBytes(f.ClientMeasurement[:]).String(), body)
 }
 
 // http3.Server.ListenAndServeTLS builds its TLS configuration from the two
@@ -269,16 +266,16 @@ func TestHTTP3MutualRefusedClientsNeverReachHandler(t *testing.T) {
 // This test pins that pitfall down (see the package documentation): a
 // server configured for mutual attestation serves an unattested client.
 func TestListenAndServeTLSBypassesAttestation(t *testing.T) {
-	f := getFixture(t)
+	f := atlstest.Get(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	srv := newServer(t, atls.ServerOptions{Attester: f.serverAtt, ClientVerifier: f.verifier(t, f.clientMeasure)})
+	srv := atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, ClientVerifier: f.Verifier(t, f.ClientMeasurement)})
 	var calls atomic.Int64
 	h3 := atlsquic.NewHTTP3Server(srv, nil, claimsHandler(srv, &calls))
 	h3.Addr = freeUDPAddr(t)
 
 	dir := t.TempDir()
-	cert := newTestCA(t).issue(t, "localhost", x509.ExtKeyUsageServerAuth)
+	cert := atlstest.NewCA(t).Issue(t, "localhost", x509.ExtKeyUsageServerAuth)
 	certPEM, keyPEM, err := certgen.EncodePEM(&cert)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "cert.pem"), certPEM, 0o600))
@@ -304,11 +301,11 @@ func TestListenAndServeTLSBypassesAttestation(t *testing.T) {
 	require.Equal(t, int64(1), calls.Load())
 
 	// And a verifying client sees no evidence.
-	cli := newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure)})
+	cli := atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement)})
 	tr := atlsquic.HTTP3Transport(cli, nil)
 	defer tr.Close()
 	_, _, err = get(ctx, &http.Client{Transport: tr}, "https://"+h3.Addr+"/")
-	requireCheck(t, err, attest.ErrNotAttested, "evidence.extension")
+	atlstest.RequireCheck(t, err, attest.ErrNotAttested, "evidence.extension")
 }
 
 // zeroRTTCounter is a qlog trace that counts the 0-RTT packets a client
@@ -362,7 +359,7 @@ func (s *storeSignal) Put(key string, cs *tls.ClientSessionState) {
 // early data never precedes the server's appraisal; with mutual nonce
 // freshness resumed sessions are refused before that.)
 func TestZeroRTTNeverReachesHandler(t *testing.T) {
-	f := getFixture(t)
+	f := atlstest.Get(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
@@ -391,8 +388,8 @@ func TestZeroRTTNeverReachesHandler(t *testing.T) {
 		handlerWasFirst  atomic.Int64
 		verifierFailures atomic.Int64
 	)
-	cv := f.verifier(t, f.serverMeasure)
-	cv.before = func() {
+	cv := f.Verifier(t, f.ServerMeasurement)
+	cv.Before = func() {
 		hookMu.Lock()
 		d := waitForHandler
 		hookMu.Unlock()
@@ -413,11 +410,11 @@ func TestZeroRTTNeverReachesHandler(t *testing.T) {
 			<-handlerIn
 		}
 	}
-	cli := newClient(t, atls.ClientOptions{Verifier: &failureCounter{v: cv, failures: &verifierFailures},
+	cli := atlstest.NewClient(t, atls.ClientOptions{Verifier: &failureCounter{v: cv, failures: &verifierFailures},
 		AcceptStatic: true, EnableResumption: true})
 
 	base := withTicketKey([32]byte{'0', 'r', 't', 't'})
-	nonceSrv := newServer(t, atls.ServerOptions{Attester: f.serverAtt, EnableResumption: true})
+	nonceSrv := atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, EnableResumption: true})
 	// The hazard: an http3.Server with the hooked TLSConfig but the
 	// default QUICConfig, that is 0-RTT on.
 	unsafeBase := base.Clone()
@@ -426,7 +423,7 @@ func TestZeroRTTNeverReachesHandler(t *testing.T) {
 	safe := atlsquic.NewHTTP3Server(nonceSrv, base, handler)
 	require.False(t, safe.QUICConfig.Allow0RTT)
 	safeURL := serveHTTP3(t, safe)
-	staticSrv := newServer(t, atls.ServerOptions{Attester: f.serverAtt, Freshness: atls.FreshnessStatic, EnableResumption: true})
+	staticSrv := atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, Freshness: atls.FreshnessStatic, EnableResumption: true})
 	forced := atlsquic.NewHTTP3Server(staticSrv, base, handler)
 	forced.QUICConfig = &quic.Config{Allow0RTT: true} // a mistake that RequireHandshake still catches
 	forcedURL := serveHTTP3(t, forced)
@@ -538,9 +535,9 @@ func (c *failureCounter) Verify(ctx context.Context, ev *attest.Evidence, rd [64
 }
 
 func TestConfigs(t *testing.T) {
-	f := getFixture(t)
-	srv := newServer(t, atls.ServerOptions{Attester: f.serverAtt})
-	cli := newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure)})
+	f := atlstest.Get(t)
+	srv := atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester})
+	cli := atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement)})
 
 	t.Run("0-RTT is refused", func(t *testing.T) {
 		require.False(t, atlsquic.QUICConfig(nil).Allow0RTT)
@@ -565,13 +562,13 @@ func TestConfigs(t *testing.T) {
 	t.Run("ALPN is required", func(t *testing.T) {
 		for _, base := range []*tls.Config{nil, {}, {NextProtos: []string{atls.NoncePrefix + "00"}}} {
 			_, err := atlsquic.ServerConfig(srv, base)
-			requireCheck(t, err, attest.ErrConfig, "quic.alpn")
+			atlstest.RequireCheck(t, err, attest.ErrConfig, "quic.alpn")
 			_, err = atlsquic.ClientConfig(cli, base)
-			requireCheck(t, err, attest.ErrConfig, "quic.alpn")
+			atlstest.RequireCheck(t, err, attest.ErrConfig, "quic.alpn")
 			_, err = atlsquic.ListenAddr("127.0.0.1:0", srv, base, nil)
-			requireCheck(t, err, attest.ErrConfig, "quic.alpn")
+			atlstest.RequireCheck(t, err, attest.ErrConfig, "quic.alpn")
 			_, err = atlsquic.DialAddr(context.Background(), "127.0.0.1:1", cli, base, nil)
-			requireCheck(t, err, attest.ErrConfig, "quic.alpn")
+			atlstest.RequireCheck(t, err, attest.ErrConfig, "quic.alpn")
 		}
 		base := &tls.Config{NextProtos: []string{"p"}}
 		cfg, err := atlsquic.ClientConfig(cli, base)
@@ -594,10 +591,10 @@ func TestConfigs(t *testing.T) {
 // protocol: the server refuses it by name, where over TCP the same client
 // is served with no protocol (the behaviour of package atls).
 func TestNonceOnlyALPN(t *testing.T) {
-	f := getFixture(t)
-	srv := newServer(t, atls.ServerOptions{Attester: f.serverAtt})
+	f := atlstest.Get(t)
+	srv := atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester})
 	nonceOnly := func(t *testing.T) clientSide {
-		cfg, err := newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure)}).Hook(nil)
+		cfg, err := atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement)}).Hook(nil)
 		require.NoError(t, err)
 		require.Len(t, cfg.NextProtos, 1)
 		return clientSide{raw: cfg}
@@ -605,22 +602,22 @@ func TestNonceOnlyALPN(t *testing.T) {
 	base := &tls.Config{NextProtos: []string{"h3"}}
 
 	o := tcpHandshake(t, serverSide{srv: srv, base: base}, nonceOnly(t))
-	require.NoError(t, o.client)
-	require.NoError(t, o.server)
-	require.Equal(t, "", o.clientCS.NegotiatedProtocol)
+	require.NoError(t, o.Client)
+	require.NoError(t, o.Server)
+	require.Equal(t, "", o.ClientCS.NegotiatedProtocol)
 
 	o = quicHandshake(t, serverSide{srv: srv, base: base}, nonceOnly(t))
-	require.Error(t, o.client)
-	requireCheck(t, o.server, attest.ErrConfig, "tls.alpn")
+	require.Error(t, o.Client)
+	atlstest.RequireCheck(t, o.Server, attest.ErrConfig, "tls.alpn")
 }
 
 // Raw QUIC: Listen/ListenAddr and Dial/DialAddr, claims from the
 // connection state.
 func TestRawQUIC(t *testing.T) {
-	f := getFixture(t)
+	f := atlstest.Get(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	srv := newServer(t, atls.ServerOptions{Attester: f.serverAtt, ClientVerifier: f.verifier(t, f.clientMeasure)})
+	srv := atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, ClientVerifier: f.Verifier(t, f.ClientMeasurement)})
 	base := &tls.Config{NextProtos: []string{"echo/1"}}
 	ln, err := atlsquic.ListenAddr("127.0.0.1:0", srv, base, nil)
 	require.NoError(t, err)
@@ -645,20 +642,20 @@ func TestRawQUIC(t *testing.T) {
 		}
 	}()
 
-	cli := newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure), Attester: f.clientAtt})
+	cli := atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement), Attester: f.ClientAttester})
 	check := func(t *testing.T, conn *quic.Conn) {
 		defer conn.CloseWithError(0, "")
 		require.Equal(t, "echo/1", conn.ConnectionState().TLS.NegotiatedProtocol)
 		claims, ok := cli.PeerClaims(conn.ConnectionState().TLS)
 		require.True(t, ok)
-		require.Equal(t, f.serverMeasure[:], []byte(claims.SNP.Measurement))
+		require.Equal(t, f.ServerMeasurement[:], []byte(claims.SNP.Measurement))
 		str, err := conn.OpenStreamSync(ctx)
 		require.NoError(t, err)
 		_, err = str.Write([]byte("?"))
 		require.NoError(t, err)
 		got, err := io.ReadAll(str)
 		require.NoError(t, err)
-		require.Equal(t, attest.HexBytes(f.clientMeasure[:]).String(), string(got))
+		require.Equal(t, attest.HexBytes(f.ClientMeasurement[:]).String(), string(got))
 	}
 	t.Run("DialAddr", func(t *testing.T) {
 		conn, err := atlsquic.DialAddr(ctx, ln.Addr().String(), cli, base, nil)
@@ -672,7 +669,7 @@ func TestRawQUIC(t *testing.T) {
 		require.NoError(t, err)
 		check(t, conn)
 		_, err = quic.DialAddr(ctx, ln.Addr().String(), cfg, nil)
-		requireCheck(t, err, attest.ErrConfig, "nonce.reuse")
+		atlstest.RequireCheck(t, err, attest.ErrConfig, "nonce.reuse")
 	})
 	t.Run("Dial on a shared transport", func(t *testing.T) {
 		pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})

@@ -26,6 +26,7 @@ import (
 	"github.com/confidential-go/atls/atls/atlsquic"
 	"github.com/confidential-go/atls/atls/attest"
 	"github.com/confidential-go/atls/certgen"
+	"github.com/confidential-go/atls/internal/atlstest"
 )
 
 // Interoperability over QUIC with a stack that is not quic-go: the example
@@ -129,13 +130,13 @@ func handshakeBytes(t *testing.T, out string) []byte {
 // (a) ngtcp2's client fetches from our attested HTTP/3 server.
 func TestNgtcp2ClientFetchesFromAttestedServer(t *testing.T) {
 	client := lookNgtcp2(t, "gtlsclient")
-	f := getFixture(t)
+	f := atlstest.Get(t)
 	ctx, cancel := context.WithTimeout(context.Background(), ngtcp2Timeout)
 	defer cancel()
 
 	// Nonce freshness for clients that send a nonce, static evidence for
 	// the others, such as ngtcp2.
-	srv := newServer(t, atls.ServerOptions{Attester: f.serverAtt, StaticFallback: true})
+	srv := atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, StaticFallback: true})
 	var served atomic.Int64
 	var userAgent atomic.Value
 	url := serveHTTP3(t, atlsquic.NewHTTP3Server(srv, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -171,11 +172,7 @@ func TestNgtcp2ClientFetchesFromAttestedServer(t *testing.T) {
 	require.NoError(t, err)
 	leaf := resp.TLS.PeerCertificates[0]
 	require.True(t, hasCMW(leaf))
-	ev, err := attest.FromCertificate(leaf)
-	require.NoError(t, err)
-	p, err := ev.Binding()
-	require.NoError(t, err)
-	require.Equal(t, attest.ModeStatic, p.Mode)
+	atlstest.RequireBindingMode(t, leaf, attest.ModeStatic)
 
 	hs := handshakeBytes(t, out.String())
 	require.NotEmpty(t, hs, "gtlsclient dumped its handshake data")
@@ -189,12 +186,12 @@ func TestNgtcp2ClientFetchesFromAttestedServer(t *testing.T) {
 // static attested certificate made by certgen.
 func TestClientVerifiesNgtcp2Server(t *testing.T) {
 	server := lookNgtcp2(t, "gtlsserver")
-	f := getFixture(t)
+	f := atlstest.Get(t)
 	ctx, cancel := context.WithTimeout(context.Background(), ngtcp2Timeout)
 	defer cancel()
 
 	dir := t.TempDir()
-	cert, err := certgen.Issue(ctx, certgen.Request{Attester: f.serverAtt, Role: attest.RoleServer, Mode: attest.ModeStatic, CommonName: "ngtcp2"})
+	cert, err := certgen.Issue(ctx, certgen.Request{Attester: f.ServerAttester, Role: attest.RoleServer, Mode: attest.ModeStatic, CommonName: "ngtcp2"})
 	require.NoError(t, err)
 	certPEM, keyPEM, err := certgen.EncodePEM(cert)
 	require.NoError(t, err)
@@ -218,7 +215,7 @@ func TestClientVerifiesNgtcp2Server(t *testing.T) {
 		_ = cmd.Wait()
 	}()
 
-	cli := newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure), AcceptStatic: true})
+	cli := atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement), AcceptStatic: true})
 	tr := atlsquic.HTTP3Transport(cli, nil)
 	defer tr.Close()
 	var (
@@ -244,14 +241,14 @@ func TestClientVerifiesNgtcp2Server(t *testing.T) {
 	require.True(t, ok, "the client verified ngtcp2's certificate")
 	require.Equal(t, attest.RoleServer, claims.Role)
 	require.Equal(t, attest.ModeStatic, claims.Mode)
-	require.Equal(t, f.serverMeasure[:], []byte(claims.SNP.Measurement))
+	require.Equal(t, f.ServerMeasurement[:], []byte(claims.SNP.Measurement))
 
 	// A client that insists on a nonce refuses the same server.
-	strict := newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure)})
+	strict := atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement)})
 	st := atlsquic.HTTP3Transport(strict, nil)
 	defer st.Close()
 	_, _, err = get(ctx, &http.Client{Transport: st}, "https://"+addr+"/index.html")
-	requireCheck(t, err, attest.ErrBinding, "binding.freshness")
+	atlstest.RequireCheck(t, err, attest.ErrBinding, "binding.freshness")
 }
 
 // tail keeps the end of a process's output for failure messages.

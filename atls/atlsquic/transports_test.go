@@ -19,6 +19,7 @@ import (
 	"github.com/confidential-go/atls/atls/atlsquic"
 	"github.com/confidential-go/atls/atls/attest"
 	"github.com/confidential-go/atls/certgen"
+	"github.com/confidential-go/atls/internal/atlstest"
 )
 
 // withTicketKey returns a configuration with a fixed session ticket key,
@@ -49,15 +50,9 @@ type clientSide struct {
 	raw  *tls.Config
 }
 
-// outcome is what both ends of one handshake saw.
-type outcome struct {
-	client, server     error
-	clientCS, serverCS tls.ConnectionState
-}
-
 type transport struct {
 	name      string
-	handshake func(t *testing.T, s serverSide, c clientSide) outcome
+	handshake func(t *testing.T, s serverSide, c clientSide) atlstest.Outcome
 }
 
 var transports = []transport{{"tcp", tcpHandshake}, {"quic", quicHandshake}}
@@ -74,10 +69,11 @@ func withProto(c *tls.Config) *tls.Config {
 	return c
 }
 
-// tcpHandshake runs one TLS handshake over loopback TCP, the way package
-// atls's own tests do: the server writes one byte after its handshake so
-// that the client learns the server's verdict on its certificate.
-func tcpHandshake(t *testing.T, s serverSide, c clientSide) outcome {
+// tcpHandshake runs one TLS handshake over loopback TCP with
+// atlstest.Handshake, the way package atls's own tests do: the server
+// writes one byte after its handshake so that the client learns the
+// server's verdict on its certificate.
+func tcpHandshake(t *testing.T, s serverSide, c clientSide) atlstest.Outcome {
 	t.Helper()
 	scfg := withProto(s.raw)
 	if s.srv != nil {
@@ -89,40 +85,7 @@ func tcpHandshake(t *testing.T, s serverSide, c clientSide) outcome {
 		ccfg, err = c.cli.Hook(withProto(c.base))
 		require.NoError(t, err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	var res outcome
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		conn, err := ln.Accept()
-		if err != nil {
-			res.server = err
-			return
-		}
-		defer conn.Close()
-		sc := tls.Server(conn, scfg)
-		_ = sc.SetDeadline(time.Now().Add(20 * time.Second))
-		res.server = sc.Handshake()
-		res.serverCS = sc.ConnectionState()
-		if res.server == nil {
-			_, _ = sc.Write([]byte("x"))
-		}
-	}()
-	conn, err := net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	defer conn.Close()
-	cc := tls.Client(conn, ccfg)
-	_ = cc.SetDeadline(time.Now().Add(20 * time.Second))
-	res.client = cc.Handshake()
-	if res.client == nil {
-		_, res.client = io.ReadFull(cc, make([]byte, 1))
-	}
-	res.clientCS = cc.ConnectionState()
-	cc.Close()
-	<-done
-	return res
+	return atlstest.Handshake(t, scfg, ccfg)
 }
 
 // quicHandshake runs one QUIC handshake over loopback UDP, through
@@ -133,7 +96,7 @@ func tcpHandshake(t *testing.T, s serverSide, c clientSide) outcome {
 // connection, which quic-go cancels with the handshake error as cause.
 // (The listener is atlsquic.Listen's composition on a quic.Transport, for
 // its ConnContext.)
-func quicHandshake(t *testing.T, s serverSide, c clientSide) outcome {
+func quicHandshake(t *testing.T, s serverSide, c clientSide) atlstest.Outcome {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -164,7 +127,7 @@ func quicHandshake(t *testing.T, s serverSide, c clientSide) outcome {
 	defer ln.Close()
 
 	var (
-		res      outcome
+		res      atlstest.Outcome
 		serverCS tls.ConnectionState
 		accepted atomic.Bool
 	)
@@ -195,7 +158,7 @@ func quicHandshake(t *testing.T, s serverSide, c clientSide) outcome {
 		conn, err = quic.DialAddr(ctx, addr, withProto(c.raw), nil)
 	}
 	if err == nil {
-		res.clientCS = conn.ConnectionState().TLS
+		res.ClientCS = conn.ConnectionState().TLS
 		var str *quic.ReceiveStream
 		str, err = conn.AcceptUniStream(ctx)
 		if err == nil {
@@ -203,24 +166,24 @@ func quicHandshake(t *testing.T, s serverSide, c clientSide) outcome {
 		}
 		_ = conn.CloseWithError(0, "")
 	}
-	res.client = err
+	res.Client = err
 
 	select {
 	case hctx := <-connCtx:
 		if !accepted.Load() {
 			select {
 			case <-hctx.Done():
-				res.server = context.Cause(hctx)
+				res.Server = context.Cause(hctx)
 			case <-time.After(10 * time.Second):
-				res.server = errors.New("test: the server's handshake neither completed nor failed")
+				res.Server = errors.New("test: the server's handshake neither completed nor failed")
 			}
 		}
 	case <-time.After(10 * time.Second):
-		res.server = errors.New("test: no ClientHello reached the server")
+		res.Server = errors.New("test: no ClientHello reached the server")
 	}
 	_ = ln.Close()
 	<-srvDone
-	res.serverCS = serverCS
+	res.ServerCS = serverCS
 	return res
 }
 
@@ -239,7 +202,7 @@ func (w want) assert(t *testing.T, side string, err error) {
 	switch {
 	case w.kind != nil:
 		require.Error(t, err, "%s should fail check %s", side, w.check)
-		requireCheck(t, err, w.kind, w.check)
+		atlstest.RequireCheck(t, err, w.kind, w.check)
 	case w.fail:
 		require.Error(t, err, "%s should fail", side)
 	default:
@@ -263,12 +226,12 @@ func verdict(err error) string {
 // TestTransports runs every mode and combination over TCP and over QUIC
 // and requires the same results, down to the error kind and check name.
 func TestTransports(t *testing.T) {
-	f := getFixture(t)
-	ca := newTestCA(t)
-	serverCert := ca.issue(t, "server.test", x509.ExtKeyUsageServerAuth)
-	clientCert := ca.issue(t, "client", x509.ExtKeyUsageClientAuth)
-	plainServerCert := ca.issue(t, "plain", x509.ExtKeyUsageServerAuth)
-	plainClientCert := ca.issue(t, "plain client", x509.ExtKeyUsageClientAuth)
+	f := atlstest.Get(t)
+	ca := atlstest.NewCA(t)
+	serverCert := ca.Issue(t, "server.test", x509.ExtKeyUsageServerAuth)
+	clientCert := ca.Issue(t, "client", x509.ExtKeyUsageClientAuth)
+	plainServerCert := ca.Issue(t, "plain", x509.ExtKeyUsageServerAuth)
+	plainClientCert := ca.Issue(t, "plain client", x509.ExtKeyUsageClientAuth)
 	ticketKey := [32]byte{'a', 't', 'l', 's'}
 	otherImage := [48]byte{0xff}
 
@@ -280,7 +243,7 @@ func TestTransports(t *testing.T) {
 	// certificate; it still verifies the server.
 	evilClient := func(pick func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error)) clientSide {
 		return clientSide{
-			cli:  newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure)}),
+			cli:  atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement)}),
 			base: &tls.Config{GetClientCertificate: pick},
 		}
 	}
@@ -301,60 +264,56 @@ func TestTransports(t *testing.T) {
 		rounds         int
 		sides          func(t *testing.T) (serverSide, clientSide)
 		client, server want
-		then           func(t *testing.T, s serverSide, c clientSide, o outcome)
+		then           func(t *testing.T, s serverSide, c clientSide, o atlstest.Outcome)
 	}
 	cases := []tcase{
 		{
 			name: "one-way/nonce",
 			sides: func(t *testing.T) (serverSide, clientSide) {
-				return serverSide{srv: newServer(t, atls.ServerOptions{Attester: f.serverAtt})},
-					clientSide{cli: newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure)})}
+				return serverSide{srv: atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester})},
+					clientSide{cli: atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement)})}
 			},
-			then: func(t *testing.T, s serverSide, c clientSide, o outcome) {
-				require.Equal(t, testProto, o.clientCS.NegotiatedProtocol)
-				require.Equal(t, uint16(tls.VersionTLS13), o.clientCS.Version)
-				claims, ok := c.cli.PeerClaims(o.clientCS)
-				requireClaims(t, claims, ok, attest.RoleServer, attest.ModeNonce, f.serverMeasure)
+			then: func(t *testing.T, s serverSide, c clientSide, o atlstest.Outcome) {
+				require.Equal(t, testProto, o.ClientCS.NegotiatedProtocol)
+				require.Equal(t, uint16(tls.VersionTLS13), o.ClientCS.Version)
+				claims, ok := c.cli.PeerClaims(o.ClientCS)
+				requireClaims(t, claims, ok, attest.RoleServer, attest.ModeNonce, f.ServerMeasurement)
 			},
 		},
 		{
 			name: "one-way/static",
 			sides: func(t *testing.T) (serverSide, clientSide) {
-				return serverSide{srv: newServer(t, atls.ServerOptions{Attester: f.serverAtt, Freshness: atls.FreshnessStatic})},
-					clientSide{cli: newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure), AcceptStatic: true})}
+				return serverSide{srv: atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, Freshness: atls.FreshnessStatic})},
+					clientSide{cli: atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement), AcceptStatic: true})}
 			},
-			then: func(t *testing.T, s serverSide, c clientSide, o outcome) {
-				claims, ok := c.cli.PeerClaims(o.clientCS)
-				requireClaims(t, claims, ok, attest.RoleServer, attest.ModeStatic, f.serverMeasure)
+			then: func(t *testing.T, s serverSide, c clientSide, o atlstest.Outcome) {
+				claims, ok := c.cli.PeerClaims(o.ClientCS)
+				requireClaims(t, claims, ok, attest.RoleServer, attest.ModeStatic, f.ServerMeasurement)
 			},
 		},
 		{
 			name: "one-way/static-fallback-for-a-plain-client",
 			sides: func(t *testing.T) (serverSide, clientSide) {
-				return serverSide{srv: newServer(t, atls.ServerOptions{Attester: f.serverAtt, StaticFallback: true})},
+				return serverSide{srv: atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, StaticFallback: true})},
 					clientSide{raw: &tls.Config{InsecureSkipVerify: true}}
 			},
-			then: func(t *testing.T, s serverSide, c clientSide, o outcome) {
-				leaf := o.clientCS.PeerCertificates[0]
+			then: func(t *testing.T, s serverSide, c clientSide, o atlstest.Outcome) {
+				leaf := o.ClientCS.PeerCertificates[0]
 				require.True(t, hasCMW(leaf))
-				ev, err := attest.FromCertificate(leaf)
-				require.NoError(t, err)
-				p, err := ev.Binding()
-				require.NoError(t, err)
-				require.Equal(t, attest.ModeStatic, p.Mode)
+				atlstest.RequireBindingMode(t, leaf, attest.ModeStatic)
 			},
 		},
 		{
 			name: "mutual/nonce",
 			sides: func(t *testing.T) (serverSide, clientSide) {
-				return serverSide{srv: newServer(t, atls.ServerOptions{Attester: f.serverAtt, ClientVerifier: f.verifier(t, f.clientMeasure)})},
-					clientSide{cli: newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure), Attester: f.clientAtt})}
+				return serverSide{srv: atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, ClientVerifier: f.Verifier(t, f.ClientMeasurement)})},
+					clientSide{cli: atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement), Attester: f.ClientAttester})}
 			},
-			then: func(t *testing.T, s serverSide, c clientSide, o outcome) {
-				claims, ok := c.cli.PeerClaims(o.clientCS)
-				requireClaims(t, claims, ok, attest.RoleServer, attest.ModeNonce, f.serverMeasure)
-				claims, ok = s.srv.PeerClaims(o.serverCS)
-				requireClaims(t, claims, ok, attest.RoleClient, attest.ModeNonce, f.clientMeasure)
+			then: func(t *testing.T, s serverSide, c clientSide, o atlstest.Outcome) {
+				claims, ok := c.cli.PeerClaims(o.ClientCS)
+				requireClaims(t, claims, ok, attest.RoleServer, attest.ModeNonce, f.ServerMeasurement)
+				claims, ok = s.srv.PeerClaims(o.ServerCS)
+				requireClaims(t, claims, ok, attest.RoleClient, attest.ModeNonce, f.ClientMeasurement)
 			},
 		},
 		{
@@ -362,89 +321,89 @@ func TestTransports(t *testing.T) {
 			// sends a nonce for client evidence.
 			name: "mutual/static",
 			sides: func(t *testing.T) (serverSide, clientSide) {
-				return serverSide{srv: newServer(t, atls.ServerOptions{Attester: f.serverAtt, Freshness: atls.FreshnessStatic,
-						ClientVerifier: f.verifier(t, f.clientMeasure), AcceptStaticClients: true})},
-					clientSide{cli: newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure), AcceptStatic: true,
-						Attester: f.clientAtt, StaticFallback: true})}
+				return serverSide{srv: atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, Freshness: atls.FreshnessStatic,
+						ClientVerifier: f.Verifier(t, f.ClientMeasurement), AcceptStaticClients: true})},
+					clientSide{cli: atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement), AcceptStatic: true,
+						Attester: f.ClientAttester, StaticFallback: true})}
 			},
-			then: func(t *testing.T, s serverSide, c clientSide, o outcome) {
-				claims, ok := c.cli.PeerClaims(o.clientCS)
-				requireClaims(t, claims, ok, attest.RoleServer, attest.ModeStatic, f.serverMeasure)
-				claims, ok = s.srv.PeerClaims(o.serverCS)
-				requireClaims(t, claims, ok, attest.RoleClient, attest.ModeNonce, f.clientMeasure)
+			then: func(t *testing.T, s serverSide, c clientSide, o atlstest.Outcome) {
+				claims, ok := c.cli.PeerClaims(o.ClientCS)
+				requireClaims(t, claims, ok, attest.RoleServer, attest.ModeStatic, f.ServerMeasurement)
+				claims, ok = s.srv.PeerClaims(o.ServerCS)
+				requireClaims(t, claims, ok, attest.RoleClient, attest.ModeNonce, f.ClientMeasurement)
 			},
 		},
 		{
 			name: "attested-server+client-certificates/nonce",
 			sides: func(t *testing.T) (serverSide, clientSide) {
-				return serverSide{srv: newServer(t, atls.ServerOptions{Attester: f.serverAtt}),
-						base: &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.pool}},
-					clientSide{cli: newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure)}),
+				return serverSide{srv: atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester}),
+						base: &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool}},
+					clientSide{cli: atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement)}),
 						base: &tls.Config{Certificates: []tls.Certificate{clientCert}}}
 			},
-			then: func(t *testing.T, s serverSide, c clientSide, o outcome) {
-				require.Len(t, o.serverCS.VerifiedChains, 1, "the server verified the client's PKI certificate")
-				claims, ok := c.cli.PeerClaims(o.clientCS)
-				requireClaims(t, claims, ok, attest.RoleServer, attest.ModeNonce, f.serverMeasure)
+			then: func(t *testing.T, s serverSide, c clientSide, o atlstest.Outcome) {
+				require.Len(t, o.ServerCS.VerifiedChains, 1, "the server verified the client's PKI certificate")
+				claims, ok := c.cli.PeerClaims(o.ClientCS)
+				requireClaims(t, claims, ok, attest.RoleServer, attest.ModeNonce, f.ServerMeasurement)
 			},
 		},
 		{
 			name: "attested-server+client-certificates/static",
 			sides: func(t *testing.T) (serverSide, clientSide) {
-				return serverSide{srv: newServer(t, atls.ServerOptions{Attester: f.serverAtt, Freshness: atls.FreshnessStatic}),
-						base: &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.pool}},
-					clientSide{cli: newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure), AcceptStatic: true}),
+				return serverSide{srv: atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, Freshness: atls.FreshnessStatic}),
+						base: &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool}},
+					clientSide{cli: atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement), AcceptStatic: true}),
 						base: &tls.Config{Certificates: []tls.Certificate{clientCert}}}
 			},
-			then: func(t *testing.T, s serverSide, c clientSide, o outcome) {
-				require.Len(t, o.serverCS.VerifiedChains, 1)
-				claims, ok := c.cli.PeerClaims(o.clientCS)
-				requireClaims(t, claims, ok, attest.RoleServer, attest.ModeStatic, f.serverMeasure)
+			then: func(t *testing.T, s serverSide, c clientSide, o atlstest.Outcome) {
+				require.Len(t, o.ServerCS.VerifiedChains, 1)
+				claims, ok := c.cli.PeerClaims(o.ClientCS)
+				requireClaims(t, claims, ok, attest.RoleServer, attest.ModeStatic, f.ServerMeasurement)
 			},
 		},
 		{
 			name: "attested-server+client-certificates/missing-client-certificate",
 			sides: func(t *testing.T) (serverSide, clientSide) {
-				return serverSide{srv: newServer(t, atls.ServerOptions{Attester: f.serverAtt}),
-						base: &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.pool}},
-					clientSide{cli: newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure)})}
+				return serverSide{srv: atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester}),
+						base: &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool}},
+					clientSide{cli: atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement)})}
 			},
 			client: alerted(), server: alerted(),
 		},
 		{
 			name: "attested-client+server-pki/nonce",
 			sides: func(t *testing.T) (serverSide, clientSide) {
-				return serverSide{srv: newServer(t, atls.ServerOptions{ClientVerifier: f.verifier(t, f.clientMeasure)}),
+				return serverSide{srv: atlstest.NewServer(t, atls.ServerOptions{ClientVerifier: f.Verifier(t, f.ClientMeasurement)}),
 						base: &tls.Config{Certificates: []tls.Certificate{serverCert}}},
-					clientSide{cli: newClient(t, atls.ClientOptions{Attester: f.clientAtt}),
-						base: &tls.Config{RootCAs: ca.pool, ServerName: "server.test"}}
+					clientSide{cli: atlstest.NewClient(t, atls.ClientOptions{Attester: f.ClientAttester}),
+						base: &tls.Config{RootCAs: ca.Pool, ServerName: "server.test"}}
 			},
-			then: func(t *testing.T, s serverSide, c clientSide, o outcome) {
-				require.Len(t, o.clientCS.VerifiedChains, 1, "the client verified the server's PKI certificate")
-				claims, ok := s.srv.PeerClaims(o.serverCS)
-				requireClaims(t, claims, ok, attest.RoleClient, attest.ModeNonce, f.clientMeasure)
+			then: func(t *testing.T, s serverSide, c clientSide, o atlstest.Outcome) {
+				require.Len(t, o.ClientCS.VerifiedChains, 1, "the client verified the server's PKI certificate")
+				claims, ok := s.srv.PeerClaims(o.ServerCS)
+				requireClaims(t, claims, ok, attest.RoleClient, attest.ModeNonce, f.ClientMeasurement)
 			},
 		},
 		{
 			name: "attested-client+server-pki/static",
 			sides: func(t *testing.T) (serverSide, clientSide) {
-				return serverSide{srv: newServer(t, atls.ServerOptions{ClientVerifier: f.verifier(t, f.clientMeasure), AcceptStaticClients: true}),
+				return serverSide{srv: atlstest.NewServer(t, atls.ServerOptions{ClientVerifier: f.Verifier(t, f.ClientMeasurement), AcceptStaticClients: true}),
 						base: &tls.Config{Certificates: []tls.Certificate{serverCert}}},
-					clientSide{cli: newClient(t, atls.ClientOptions{Attester: f.clientAtt, StaticFallback: true}),
-						base: &tls.Config{RootCAs: ca.pool, ServerName: "server.test"}}
+					clientSide{cli: atlstest.NewClient(t, atls.ClientOptions{Attester: f.ClientAttester, StaticFallback: true}),
+						base: &tls.Config{RootCAs: ca.Pool, ServerName: "server.test"}}
 			},
-			then: func(t *testing.T, s serverSide, c clientSide, o outcome) {
-				claims, ok := s.srv.PeerClaims(o.serverCS)
-				requireClaims(t, claims, ok, attest.RoleClient, attest.ModeNonce, f.clientMeasure)
+			then: func(t *testing.T, s serverSide, c clientSide, o atlstest.Outcome) {
+				claims, ok := s.srv.PeerClaims(o.ServerCS)
+				requireClaims(t, claims, ok, attest.RoleClient, attest.ModeNonce, f.ClientMeasurement)
 			},
 		},
 		{
 			name: "attested-client+server-pki/wrong-server-name",
 			sides: func(t *testing.T) (serverSide, clientSide) {
-				return serverSide{srv: newServer(t, atls.ServerOptions{ClientVerifier: f.verifier(t, f.clientMeasure)}),
+				return serverSide{srv: atlstest.NewServer(t, atls.ServerOptions{ClientVerifier: f.Verifier(t, f.ClientMeasurement)}),
 						base: &tls.Config{Certificates: []tls.Certificate{serverCert}}},
-					clientSide{cli: newClient(t, atls.ClientOptions{Attester: f.clientAtt}),
-						base: &tls.Config{RootCAs: ca.pool, ServerName: "other.test"}}
+					clientSide{cli: atlstest.NewClient(t, atls.ClientOptions{Attester: f.ClientAttester}),
+						base: &tls.Config{RootCAs: ca.Pool, ServerName: "other.test"}}
 			},
 			client: alerted(), server: alerted(),
 		},
@@ -454,11 +413,11 @@ func TestTransports(t *testing.T) {
 			name: "attack/replayed-server-certificate",
 			sides: func(t *testing.T) (serverSide, clientSide) {
 				old, err := certgen.Issue(context.Background(), certgen.Request{
-					Attester: f.serverAtt, Role: attest.RoleServer, Mode: attest.ModeNonce, Nonce: [32]byte{1, 2, 3},
+					Attester: f.ServerAttester, Role: attest.RoleServer, Mode: attest.ModeNonce, Nonce: [32]byte{1, 2, 3},
 				})
 				require.NoError(t, err)
 				return serverSide{raw: malicious(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return old, nil })},
-					clientSide{cli: newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure)})}
+					clientSide{cli: atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement)})}
 			},
 			client: want{kind: attest.ErrBinding, check: "snp.report_data"}, server: alerted(),
 		},
@@ -466,17 +425,13 @@ func TestTransports(t *testing.T) {
 			name: "attack/server-key-substitution",
 			sides: func(t *testing.T) (serverSide, clientSide) {
 				return serverSide{raw: malicious(func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
-						n, err := nonceOf(h.SupportedProtos)
+						a, err := atlstest.IssueForClientNonce(h, f.ServerAttester, attest.RoleServer)
 						if err != nil {
 							return nil, err
 						}
-						a, err := certgen.Issue(h.Context(), certgen.Request{Attester: f.serverAtt, Role: attest.RoleServer, Mode: attest.ModeNonce, Nonce: n})
-						if err != nil {
-							return nil, err
-						}
-						return transplant(t, a.Leaf), nil
+						return atlstest.Transplant(t, a.Leaf), nil
 					})},
-					clientSide{cli: newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure)})}
+					clientSide{cli: atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement)})}
 			},
 			client: want{kind: attest.ErrBinding, check: "snp.report_data"}, server: alerted(),
 		},
@@ -484,13 +439,9 @@ func TestTransports(t *testing.T) {
 			name: "attack/server-role-reflection",
 			sides: func(t *testing.T) (serverSide, clientSide) {
 				return serverSide{raw: malicious(func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
-						n, err := nonceOf(h.SupportedProtos)
-						if err != nil {
-							return nil, err
-						}
-						return certgen.Issue(h.Context(), certgen.Request{Attester: f.serverAtt, Role: attest.RoleClient, Mode: attest.ModeNonce, Nonce: n})
+						return atlstest.IssueForClientNonce(h, f.ServerAttester, attest.RoleClient)
 					})},
-					clientSide{cli: newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure)})}
+					clientSide{cli: atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement)})}
 			},
 			client: want{kind: attest.ErrBinding, check: "binding.role"}, server: alerted(),
 		},
@@ -498,38 +449,38 @@ func TestTransports(t *testing.T) {
 			name: "attack/server-missing-evidence",
 			sides: func(t *testing.T) (serverSide, clientSide) {
 				return serverSide{raw: malicious(func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &plainServerCert, nil })},
-					clientSide{cli: newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure)})}
+					clientSide{cli: atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement)})}
 			},
 			client: want{kind: attest.ErrNotAttested, check: "evidence.extension"}, server: alerted(),
 		},
 		{
 			name: "static/refused-by-a-nonce-client",
 			sides: func(t *testing.T) (serverSide, clientSide) {
-				return serverSide{srv: newServer(t, atls.ServerOptions{Attester: f.serverAtt, Freshness: atls.FreshnessStatic})},
-					clientSide{cli: newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure)})}
+				return serverSide{srv: atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, Freshness: atls.FreshnessStatic})},
+					clientSide{cli: atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement)})}
 			},
 			client: want{kind: attest.ErrBinding, check: "binding.freshness"}, server: alerted(),
 		},
 		{
 			name: "static/too-old",
 			sides: func(t *testing.T) (serverSide, clientSide) {
-				return serverSide{srv: newServer(t, atls.ServerOptions{Attester: f.serverAtt, Freshness: atls.FreshnessStatic})},
-					clientSide{cli: newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure), AcceptStatic: true, MaxAge: 30 * time.Second})}
+				return serverSide{srv: atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, Freshness: atls.FreshnessStatic})},
+					clientSide{cli: atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement), AcceptStatic: true, MaxAge: 30 * time.Second})}
 			},
 			client: want{kind: attest.ErrBinding, check: "binding.max_age"}, server: alerted(),
 		},
 		{
 			name: "policy/server-measurement-not-accepted",
 			sides: func(t *testing.T) (serverSide, clientSide) {
-				return serverSide{srv: newServer(t, atls.ServerOptions{Attester: f.serverAtt})},
-					clientSide{cli: newClient(t, atls.ClientOptions{Verifier: f.verifier(t, otherImage)})}
+				return serverSide{srv: atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester})},
+					clientSide{cli: atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, otherImage)})}
 			},
 			client: want{kind: attest.ErrPolicy, check: "policy.measurement"}, server: alerted(),
 		},
 		{
 			name: "nonce/required-but-not-sent",
 			sides: func(t *testing.T) (serverSide, clientSide) {
-				return serverSide{srv: newServer(t, atls.ServerOptions{Attester: f.serverAtt})},
+				return serverSide{srv: atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester})},
 					clientSide{raw: &tls.Config{InsecureSkipVerify: true}}
 			},
 			client: alerted(), server: want{kind: attest.ErrBinding, check: "nonce.missing"},
@@ -539,7 +490,7 @@ func TestTransports(t *testing.T) {
 		{
 			name: "attack/client-missing-evidence",
 			sides: func(t *testing.T) (serverSide, clientSide) {
-				return serverSide{srv: newServer(t, atls.ServerOptions{Attester: f.serverAtt, ClientVerifier: f.verifier(t, f.clientMeasure)})},
+				return serverSide{srv: atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, ClientVerifier: f.Verifier(t, f.ClientMeasurement)})},
 					evilClient(func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &plainClientCert, nil })
 			},
 			client: alerted(), server: want{kind: attest.ErrNotAttested, check: "evidence.extension"},
@@ -547,8 +498,8 @@ func TestTransports(t *testing.T) {
 		{
 			name: "attack/client-sends-no-certificate",
 			sides: func(t *testing.T) (serverSide, clientSide) {
-				return serverSide{srv: newServer(t, atls.ServerOptions{Attester: f.serverAtt, ClientVerifier: f.verifier(t, f.clientMeasure)})},
-					clientSide{cli: newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure)})}
+				return serverSide{srv: atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, ClientVerifier: f.Verifier(t, f.ClientMeasurement)})},
+					clientSide{cli: atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement)})}
 			},
 			client: alerted(), server: alerted(),
 		},
@@ -556,10 +507,10 @@ func TestTransports(t *testing.T) {
 			name: "attack/replayed-client-certificate",
 			sides: func(t *testing.T) (serverSide, clientSide) {
 				old, err := certgen.Issue(context.Background(), certgen.Request{
-					Attester: f.clientAtt, Role: attest.RoleClient, Mode: attest.ModeNonce, Nonce: [32]byte{4, 5, 6},
+					Attester: f.ClientAttester, Role: attest.RoleClient, Mode: attest.ModeNonce, Nonce: [32]byte{4, 5, 6},
 				})
 				require.NoError(t, err)
-				return serverSide{srv: newServer(t, atls.ServerOptions{Attester: f.serverAtt, ClientVerifier: f.verifier(t, f.clientMeasure)})},
+				return serverSide{srv: atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, ClientVerifier: f.Verifier(t, f.ClientMeasurement)})},
 					evilClient(func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return old, nil })
 			},
 			client: alerted(), server: want{kind: attest.ErrBinding, check: "snp.report_data"},
@@ -567,17 +518,13 @@ func TestTransports(t *testing.T) {
 		{
 			name: "attack/client-key-substitution",
 			sides: func(t *testing.T) (serverSide, clientSide) {
-				return serverSide{srv: newServer(t, atls.ServerOptions{Attester: f.serverAtt, ClientVerifier: f.verifier(t, f.clientMeasure)})},
+				return serverSide{srv: atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, ClientVerifier: f.Verifier(t, f.ClientMeasurement)})},
 					evilClient(func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
-						n, err := serverNonceOf(cri.AcceptableCAs)
+						a, err := atlstest.IssueForServerNonce(cri, f.ClientAttester, attest.RoleClient)
 						if err != nil {
 							return nil, err
 						}
-						a, err := certgen.Issue(cri.Context(), certgen.Request{Attester: f.clientAtt, Role: attest.RoleClient, Mode: attest.ModeNonce, Nonce: n})
-						if err != nil {
-							return nil, err
-						}
-						return transplant(t, a.Leaf), nil
+						return atlstest.Transplant(t, a.Leaf), nil
 					})
 			},
 			client: alerted(), server: want{kind: attest.ErrBinding, check: "snp.report_data"},
@@ -587,13 +534,9 @@ func TestTransports(t *testing.T) {
 			// server's own nonce) reflected back as a client's.
 			name: "attack/client-role-reflection",
 			sides: func(t *testing.T) (serverSide, clientSide) {
-				return serverSide{srv: newServer(t, atls.ServerOptions{Attester: f.serverAtt, ClientVerifier: f.verifier(t, f.clientMeasure)})},
+				return serverSide{srv: atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, ClientVerifier: f.Verifier(t, f.ClientMeasurement)})},
 					evilClient(func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
-						n, err := serverNonceOf(cri.AcceptableCAs)
-						if err != nil {
-							return nil, err
-						}
-						return certgen.Issue(cri.Context(), certgen.Request{Attester: f.clientAtt, Role: attest.RoleServer, Mode: attest.ModeNonce, Nonce: n})
+						return atlstest.IssueForServerNonce(cri, f.ClientAttester, attest.RoleServer)
 					})
 			},
 			client: alerted(), server: want{kind: attest.ErrBinding, check: "binding.role"},
@@ -601,8 +544,8 @@ func TestTransports(t *testing.T) {
 		{
 			name: "policy/client-measurement-not-accepted",
 			sides: func(t *testing.T) (serverSide, clientSide) {
-				return serverSide{srv: newServer(t, atls.ServerOptions{Attester: f.serverAtt, ClientVerifier: f.verifier(t, otherImage)})},
-					clientSide{cli: newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure), Attester: f.clientAtt})}
+				return serverSide{srv: atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, ClientVerifier: f.Verifier(t, otherImage)})},
+					clientSide{cli: atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement), Attester: f.ClientAttester})}
 			},
 			client: alerted(), server: want{kind: attest.ErrPolicy, check: "policy.measurement"},
 		},
@@ -612,9 +555,9 @@ func TestTransports(t *testing.T) {
 			name:   "resumption/nonce-refused-by-the-client",
 			rounds: 2,
 			sides: func(t *testing.T) (serverSide, clientSide) {
-				return serverSide{srv: newServer(t, atls.ServerOptions{Attester: f.serverAtt, EnableResumption: true}),
+				return serverSide{srv: atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, EnableResumption: true}),
 						base: withTicketKey(ticketKey)},
-					clientSide{cli: newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure), EnableResumption: true}),
+					clientSide{cli: atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement), EnableResumption: true}),
 						base: &tls.Config{ClientSessionCache: tls.NewLRUClientSessionCache(4), ServerName: "attested"}}
 			},
 			// The resumed session carries the first certificate, bound to
@@ -625,26 +568,26 @@ func TestTransports(t *testing.T) {
 			name:   "resumption/static-accepted-and-checked",
 			rounds: 2,
 			sides: func(t *testing.T) (serverSide, clientSide) {
-				return serverSide{srv: newServer(t, atls.ServerOptions{Attester: f.serverAtt, Freshness: atls.FreshnessStatic, EnableResumption: true}),
+				return serverSide{srv: atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, Freshness: atls.FreshnessStatic, EnableResumption: true}),
 						base: withTicketKey(ticketKey)},
-					clientSide{cli: newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure), AcceptStatic: true, EnableResumption: true}),
+					clientSide{cli: atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement), AcceptStatic: true, EnableResumption: true}),
 						base: &tls.Config{ClientSessionCache: tls.NewLRUClientSessionCache(4), ServerName: "attested"}}
 			},
-			then: func(t *testing.T, s serverSide, c clientSide, o outcome) {
-				require.True(t, o.clientCS.DidResume, "the session was resumed")
-				claims, ok := c.cli.PeerClaims(o.clientCS)
-				requireClaims(t, claims, ok, attest.RoleServer, attest.ModeStatic, f.serverMeasure)
+			then: func(t *testing.T, s serverSide, c clientSide, o atlstest.Outcome) {
+				require.True(t, o.ClientCS.DidResume, "the session was resumed")
+				claims, ok := c.cli.PeerClaims(o.ClientCS)
+				requireClaims(t, claims, ok, attest.RoleServer, attest.ModeStatic, f.ServerMeasurement)
 			},
 		},
 		{
 			name:   "resumption/mutual-refused-by-the-server",
 			rounds: 2,
 			sides: func(t *testing.T) (serverSide, clientSide) {
-				return serverSide{srv: newServer(t, atls.ServerOptions{Attester: f.serverAtt, Freshness: atls.FreshnessStatic,
-						ClientVerifier: f.verifier(t, f.clientMeasure), EnableResumption: true}),
+				return serverSide{srv: atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, Freshness: atls.FreshnessStatic,
+						ClientVerifier: f.Verifier(t, f.ClientMeasurement), EnableResumption: true}),
 						base: withTicketKey(ticketKey)},
-					clientSide{cli: newClient(t, atls.ClientOptions{Verifier: f.verifier(t, f.serverMeasure), AcceptStatic: true,
-						Attester: f.clientAtt, EnableResumption: true}),
+					clientSide{cli: atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement), AcceptStatic: true,
+						Attester: f.ClientAttester, EnableResumption: true}),
 						base: &tls.Config{ClientSessionCache: tls.NewLRUClientSessionCache(4), ServerName: "attested"}}
 			},
 			// The resumed session carries the client's first certificate,
@@ -658,21 +601,21 @@ func TestTransports(t *testing.T) {
 		for _, tr := range transports {
 			t.Run(tc.name+"/"+tr.name, func(t *testing.T) {
 				s, c := tc.sides(t)
-				var o outcome
+				var o atlstest.Outcome
 				for round := 1; round <= max(tc.rounds, 1); round++ {
 					o = tr.handshake(t, s, c)
 					if round < tc.rounds {
-						require.NoError(t, o.client, "round %d", round)
-						require.NoError(t, o.server, "round %d", round)
-						require.False(t, o.clientCS.DidResume, "round %d", round)
+						require.NoError(t, o.Client, "round %d", round)
+						require.NoError(t, o.Server, "round %d", round)
+						require.False(t, o.ClientCS.DidResume, "round %d", round)
 					}
 				}
-				tc.client.assert(t, "client", o.client)
-				tc.server.assert(t, "server", o.server)
+				tc.client.assert(t, "client", o.Client)
+				tc.server.assert(t, "server", o.Server)
 				if tc.then != nil {
 					tc.then(t, s, c, o)
 				}
-				verdicts[tr.name] = "client " + verdict(o.client) + ", server " + verdict(o.server)
+				verdicts[tr.name] = "client " + verdict(o.Client) + ", server " + verdict(o.Server)
 			})
 		}
 		if len(verdicts) == len(transports) {

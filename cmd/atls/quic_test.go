@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -50,35 +49,11 @@ func requireStaticEvidence(t *testing.T, resp *http.Response) {
 func TestServeAndGetQUIC(t *testing.T) {
 	s := newSetup(t)
 	srv := startServe(t, "--simulate", "--sim-dir", s.dir, "--quic")
-	get := []string{"get", "--quic", "--policy", s.policy, "--roots", s.roots}
 
-	// One-way attestation over HTTP/3: the body on stdout, the claims on
-	// stderr.
-	r := mustRun(t, exitOK, append(get, "--show-attestation", srv.url+"/hello")...)
-	var echo echoResponse
-	decodeJSON(t, r.stdout, &echo)
-	require.Equal(t, echoResponse{Method: "GET", Path: "/hello"}, echo)
-	require.Contains(t, r.stderr, "SIMULATED")
-	require.Contains(t, r.stderr, s.measurement)
-	require.Contains(t, r.stderr, "freshness          nonce")
-
-	r = mustRun(t, exitOK, append(get, "--show-attestation", "--json", srv.url+"/")...)
-	var claims atls.Claims
-	decodeJSON(t, r.stderr, &claims)
-	require.True(t, claims.Simulated)
-	require.Equal(t, s.measurement, claims.SNP.Measurement.String())
+	// One-way attestation over HTTP/3 and failures by class, as over TCP.
+	claims, refused := requireGetOneWay(t, s, srv.url, "--quic")
 	require.Equal(t, attest.ModeNonce, claims.Mode)
-
-	// Failures by class, as over TCP.
-	wrong := filepath.Join(t.TempDir(), "wrong.json")
-	mustRun(t, exitOK, "policy", "init", "--measurement", strings.Repeat("01", 48), "--out", wrong)
-	r = mustRun(t, exitPolicy, "get", "--quic", "--policy", wrong, "--roots", s.roots, srv.url+"/")
-	require.Contains(t, r.stderr, "policy.measurement")
-	require.Equal(t, 1, strings.Count(r.stderr, "\n"), r.stderr)
-	require.Empty(t, r.stdout)
-	r = mustRun(t, exitVerify, "get", "--quic", "--policy", s.policy, srv.url+"/")
-	require.Contains(t, r.stderr, "snp.vcek.chain")
-	require.Contains(t, r.stderr, "--roots")
+	require.Equal(t, 1, strings.Count(refused.stderr, "\n"), refused.stderr)
 
 	// Nothing listens on TCP.
 	mustRun(t, exitFailure, "get", "--policy", s.policy, "--roots", s.roots, srv.url+"/")
@@ -112,13 +87,7 @@ func TestServeQUICMutual(t *testing.T) {
 
 	// An attested client gets its own verified claims echoed.
 	r = mustRun(t, exitOK, append(get, "--attest", "--simulate", "--sim-dir", s.dir, "--show-attestation", srv.url+"/who")...)
-	var echo echoResponse
-	decodeJSON(t, r.stdout, &echo)
-	require.True(t, echo.ClientAttested)
-	require.Equal(t, "client", echo.Client.Role.String())
-	require.Equal(t, s.measurement, echo.Client.SNP.Measurement.String())
-	require.True(t, echo.Client.Simulated)
-	require.Contains(t, echo.Note, "SIMULATED")
+	requireClientClaimsEchoed(t, s, r.stdout)
 	require.Contains(t, r.stderr, s.measurement, "the server's claims")
 
 	// A client running another image is refused by the server's policy.

@@ -66,13 +66,16 @@ func startServe(t *testing.T, args ...string) *server {
 	return s
 }
 
-func TestServeAndGet(t *testing.T) {
-	s := newSetup(t)
-	srv := startServe(t, "--simulate", "--sim-dir", s.dir)
-	get := []string{"get", "--policy", s.policy, "--roots", s.roots}
-
-	// One-way attestation: the body on stdout, the claims on stderr.
-	r := mustRun(t, exitOK, append(get, "--show-attestation", srv.url+"/hello")...)
+// requireGetOneWay runs "atls get" with flags (such as --quic) against the
+// one-way attested server at url: the body on stdout, the claims on
+// stderr, and failures by class. It returns the claims shown with --json
+// and the result of the run refused by policy, for further checks.
+func requireGetOneWay(t *testing.T, s *setup, url string, flags ...string) (atls.Claims, result) {
+	t.Helper()
+	get := func(args ...string) []string {
+		return append(append([]string{"get"}, flags...), args...)
+	}
+	r := mustRun(t, exitOK, get("--policy", s.policy, "--roots", s.roots, "--show-attestation", url+"/hello")...)
 	var echo echoResponse
 	decodeJSON(t, r.stdout, &echo)
 	require.Equal(t, echoResponse{Method: "GET", Path: "/hello"}, echo)
@@ -80,7 +83,7 @@ func TestServeAndGet(t *testing.T) {
 	require.Contains(t, r.stderr, s.measurement)
 	require.Contains(t, r.stderr, "freshness          nonce")
 
-	r = mustRun(t, exitOK, append(get, "--show-attestation", "--json", srv.url+"/")...)
+	r = mustRun(t, exitOK, get("--policy", s.policy, "--roots", s.roots, "--show-attestation", "--json", url+"/")...)
 	var claims atls.Claims
 	decodeJSON(t, r.stderr, &claims)
 	require.True(t, claims.Simulated)
@@ -89,18 +92,42 @@ func TestServeAndGet(t *testing.T) {
 	// Failures by class.
 	wrong := filepath.Join(t.TempDir(), "wrong.json")
 	mustRun(t, exitOK, "policy", "init", "--measurement", strings.Repeat("01", 48), "--out", wrong)
-	r = mustRun(t, exitPolicy, "get", "--policy", wrong, "--roots", s.roots, srv.url+"/")
-	require.Contains(t, r.stderr, "policy.measurement")
-	require.Empty(t, r.stdout)
-	r = mustRun(t, exitVerify, "get", "--policy", s.policy, srv.url+"/")
+	refused := mustRun(t, exitPolicy, get("--policy", wrong, "--roots", s.roots, url+"/")...)
+	require.Contains(t, refused.stderr, "policy.measurement")
+	require.Empty(t, refused.stdout)
+	r = mustRun(t, exitVerify, get("--policy", s.policy, url+"/")...)
 	require.Contains(t, r.stderr, "snp.vcek.chain")
 	require.Contains(t, r.stderr, "--roots")
+	return claims, refused
+}
+
+// requireClientClaimsEchoed requires the echo server's answer to be the
+// attested client's own verified claims.
+func requireClientClaimsEchoed(t *testing.T, s *setup, stdout string) {
+	t.Helper()
+	var echo echoResponse
+	decodeJSON(t, stdout, &echo)
+	require.True(t, echo.ClientAttested)
+	require.Equal(t, "client", echo.Client.Role.String())
+	require.Equal(t, s.measurement, echo.Client.SNP.Measurement.String())
+	require.True(t, echo.Client.Simulated)
+	require.Contains(t, echo.Note, "SIMULATED")
+}
+
+func TestServeAndGet(t *testing.T) {
+	s := newSetup(t)
+	srv := startServe(t, "--simulate", "--sim-dir", s.dir)
+	get := []string{"get", "--policy", s.policy, "--roots", s.roots}
+
+	// One-way attestation: the body on stdout, the claims on stderr;
+	// failures by class.
+	claims, _ := requireGetOneWay(t, s, srv.url)
 
 	// An HTTP error status is a failure, with the body still written.
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "index.txt"), []byte("static file\n"), 0o644))
 	files := startServe(t, "--simulate", "--sim-dir", s.dir, "--dir", dir)
-	r = mustRun(t, exitOK, append(get, files.url+"/index.txt")...)
+	r := mustRun(t, exitOK, append(get, files.url+"/index.txt")...)
 	require.Equal(t, "static file\n", r.stdout)
 	r = mustRun(t, exitFailure, append(get, files.url+"/missing")...)
 	require.Contains(t, r.stderr, "404")
@@ -137,13 +164,7 @@ func TestServeMutual(t *testing.T) {
 
 	// An attested client gets its own verified claims echoed.
 	r = mustRun(t, exitOK, append(get, "--attest", "--simulate", "--sim-dir", s.dir, srv.url+"/who")...)
-	var echo echoResponse
-	decodeJSON(t, r.stdout, &echo)
-	require.True(t, echo.ClientAttested)
-	require.Equal(t, "client", echo.Client.Role.String())
-	require.Equal(t, s.measurement, echo.Client.SNP.Measurement.String())
-	require.True(t, echo.Client.Simulated)
-	require.Contains(t, echo.Note, "SIMULATED")
+	requireClientClaimsEchoed(t, s, r.stdout)
 
 	// A client running another image is refused by the server's policy.
 	r = mustRun(t, exitFailure, append(get, "--attest", "--simulate", "--sim-dir", s.dir, "--measurement", strings.Repeat("0e", 48), srv.url+"/")...)
