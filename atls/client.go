@@ -88,7 +88,7 @@ func NewClient(opts ClientOptions) (*Client, error) {
 			maxAge:       opts.MaxAge,
 			now:          opts.Now,
 			cache:        newLRU(opts.CacheSize),
-			claims:       newLRU(max(opts.CacheSize, 0)),
+			claims:       newLRU(DefaultClaimsSize),
 			logger:       opts.Logger,
 		}
 	}
@@ -131,6 +131,9 @@ func (c *Client) Hook(base *tls.Config) (*tls.Config, error) {
 }
 
 func (c *Client) hook(ctx context.Context, base *tls.Config) (*tls.Config, error) {
+	if c.peer == nil && base != nil && base.InsecureSkipVerify {
+		return nil, attest.Fail(attest.ErrConfig, "client.options", "no Verifier and InsecureSkipVerify: the server would not be verified at all")
+	}
 	var cfg *tls.Config
 	if base == nil {
 		cfg = &tls.Config{}
@@ -226,6 +229,11 @@ func (c *Client) dial(ctx context.Context, network, addr string, base *tls.Confi
 // failing on ALPN). Offer "h2" in Base.NextProtos for HTTP/2; note that a
 // server refusing the client's attestation does so after the client's
 // side of the handshake, and HTTP/1.1 reports that alert more clearly.
+//
+// Every path around the attested dialer fails closed: proxies are not
+// used (through a proxy, net/http would make the TLS connection to the
+// target itself, unattested), plain http:// connections are refused, and
+// the transport's own TLS configuration rejects every handshake.
 func (c *Client) Transport() *http.Transport {
 	base := c.opts.Base
 	if base == nil || len(base.NextProtos) == 0 {
@@ -237,7 +245,16 @@ func (c *Client) Transport() *http.Transport {
 		base = b
 	}
 	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.TLSClientConfig = nil
+	t.Proxy = nil
+	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return nil, attest.Fail(attest.ErrConfig, "transport.plaintext", "refusing a connection to %s without TLS: an attested transport only speaks https", addr)
+	}
+	t.TLSClientConfig = &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		VerifyConnection: func(tls.ConnectionState) error {
+			return attest.Fail(attest.ErrConfig, "transport.bypass", "a TLS connection was made around the attested dialer")
+		},
+	}
 	t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		return c.dial(ctx, network, addr, base)
 	}

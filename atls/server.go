@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -72,9 +73,9 @@ type ServerOptions struct {
 	// are being made at once. In nonce mode every ClientHello costs one
 	// attestation before the client has proved anything, so a flood of
 	// ClientHellos would otherwise queue unbounded work on the secure
-	// processor. Handshakes beyond the bound wait (until their handshake
-	// context ends). Zero means DefaultMaxConcurrentAttestations;
-	// negative means no bound.
+	// processor. Handshakes beyond the bound wait up to five seconds, then
+	// get the static certificate if StaticFallback is set, or fail. Zero
+	// means DefaultMaxConcurrentAttestations; negative means no bound.
 	MaxConcurrentAttestations int
 
 	// EnableResumption turns TLS session tickets on. Checks run in
@@ -137,7 +138,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 			maxAge:       opts.ClientMaxAge,
 			now:          opts.Now,
 			cache:        newLRU(opts.CacheSize),
-			claims:       newLRU(max(opts.CacheSize, 0)),
+			claims:       newLRU(DefaultClaimsSize),
 			logger:       opts.Logger,
 		}
 	}
@@ -171,25 +172,43 @@ func (s *Server) TLSConfig() *tls.Config {
 // verify attested clients) and VerifyConnection are kept; the latter runs
 // after the attestation checks. base is not modified.
 //
+// The returned configuration makes the real one of each connection in its
+// GetConfigForClient. Configure base before calling Hook: later changes to
+// the returned configuration are not used (except NextProtos, which
+// net/http and http3 add), and a change to its client authentication is
+// refused at the next handshake. Used without its GetConfigForClient (for
+// example returned from another configuration's GetConfigForClient), it
+// fails every handshake instead of serving unattested.
+//
 // A client that offers only the nonce in ALPN gets no application protocol
 // over TCP; over QUIC, which requires one, it is refused (check "tls.alpn").
 // For QUIC and HTTP/3 see package atlsquic.
 func (s *Server) Hook(base *tls.Config) *tls.Config {
-	var cfg *tls.Config
-	if base == nil {
-		cfg = &tls.Config{}
-	} else {
-		cfg = base.Clone()
+	tmpl := s.prepare(base)
+	cfg := tmpl.Clone()
+	var userGetConfig func(*tls.ClientHelloInfo) (*tls.Config, error)
+	if base != nil {
+		userGetConfig = base.GetConfigForClient
 	}
-	cfg.MinVersion = tls.VersionTLS13
-	cfg.MaxVersion = 0
-	if !s.opts.EnableResumption {
-		cfg.SessionTicketsDisabled = true
+
+	// The shell fails closed when used without its GetConfigForClient.
+	if s.opts.Attester != nil {
+		cfg.Certificates = nil
+		cfg.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return nil, errShellUsed
+		}
 	}
-	userGetConfig := cfg.GetConfigForClient
-	tmpl := cfg.Clone()
-	tmpl.GetConfigForClient = nil
+	if s.peer != nil {
+		cfg.ClientAuth = tls.RequireAnyClientCert
+		cfg.VerifyConnection = func(tls.ConnectionState) error { return errShellUsed }
+	}
+	shellAuth, shellCAs := cfg.ClientAuth, cfg.ClientCAs
+
 	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		if cfg.ClientAuth != shellAuth || cfg.ClientCAs != shellCAs {
+			return nil, attest.Fail(attest.ErrConfig, "server.config_changed",
+				"the client authentication of the configuration returned by Server.Hook was changed; set it on the base before calling Hook")
+		}
 		t := tmpl
 		// Read the protocols of the returned configuration at handshake
 		// time: net/http adds "h2" and "http/1.1" to the configuration it
@@ -201,12 +220,34 @@ func (s *Server) Hook(base *tls.Config) *tls.Config {
 				return nil, err
 			}
 			if uc != nil {
-				t = s.Hook(uc)
-				t.GetConfigForClient = nil
+				t = s.prepare(uc)
 				protos = t.NextProtos
 			}
 		}
 		return s.connConfig(t, protos, hello)
+	}
+	return cfg
+}
+
+// errShellUsed is returned by a configuration from Hook used without its
+// GetConfigForClient.
+var errShellUsed = attest.Fail(attest.ErrConfig, "server.config_used_directly",
+	"a configuration from Server.Hook was used without its GetConfigForClient (for example returned from another GetConfigForClient); return Server.Hook(yourConfig) itself")
+
+// prepare returns a copy of base with the settings every attested
+// connection needs, and no GetConfigForClient.
+func (s *Server) prepare(base *tls.Config) *tls.Config {
+	var cfg *tls.Config
+	if base == nil {
+		cfg = &tls.Config{}
+	} else {
+		cfg = base.Clone()
+	}
+	cfg.GetConfigForClient = nil
+	cfg.MinVersion = tls.VersionTLS13
+	cfg.MaxVersion = 0
+	if !s.opts.EnableResumption {
+		cfg.SessionTicketsDisabled = true
 	}
 	return cfg
 }
@@ -248,6 +289,11 @@ func (s *Server) connConfig(tmpl *tls.Config, protos []string, hello *tls.Client
 		switch {
 		case s.opts.Freshness == FreshnessNonce && found:
 			cert, err = s.issueNonce(ctx, clientNonce)
+			if errors.Is(err, errSlotsBusy) && s.static != nil {
+				// Overloaded: serve static evidence, which clients that
+				// accept it can still check, rather than nothing.
+				cert, err = s.static.Certificate(ctx)
+			}
 		case s.static != nil:
 			cert, err = s.static.Certificate(ctx)
 		default:
@@ -293,13 +339,24 @@ func (s *Server) connConfig(tmpl *tls.Config, protos []string, hello *tls.Client
 	return cfg, nil
 }
 
-// issueNonce makes a certificate bound to the client's nonce, waiting for
-// a free attestation slot first.
+// attestationWait bounds how long a handshake waits for an attestation
+// slot, so that a flood of ClientHellos cannot park handshakes forever.
+const attestationWait = 5 * time.Second
+
+// errSlotsBusy reports that no attestation slot became free in time.
+var errSlotsBusy = errors.New("atls: all attestation slots stayed busy")
+
+// issueNonce makes a certificate bound to the client's nonce, waiting a
+// bounded time for a free attestation slot first.
 func (s *Server) issueNonce(ctx context.Context, nonce [attest.NonceSize]byte) (*tls.Certificate, error) {
 	if s.slots != nil {
+		timer := time.NewTimer(attestationWait)
+		defer timer.Stop()
 		select {
 		case s.slots <- struct{}{}:
 			defer func() { <-s.slots }()
+		case <-timer.C:
+			return nil, fmt.Errorf("%w (%d slots, waited %v)", errSlotsBusy, cap(s.slots), attestationWait)
 		case <-ctx.Done():
 			return nil, fmt.Errorf("atls: waiting for one of %d attestation slots: %w", cap(s.slots), ctx.Err())
 		}

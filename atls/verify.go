@@ -21,6 +21,12 @@ const DefaultMaxAge = 2 * time.Hour
 // or Client.
 const DefaultCacheSize = 1024
 
+// DefaultClaimsSize is the number of verified peers whose claims a Server
+// or Client keeps for PeerClaims, independently of the verification cache.
+// Claims of a peer evicted from it are no longer available (ok is false):
+// read them when the connection is accepted.
+const DefaultClaimsSize = 16384
+
 // cacheTTL bounds how long a verification result is reused, so that
 // changes in time-dependent checks (certificate expiry, revocation) are
 // noticed.
@@ -99,10 +105,7 @@ func (p *peerCheck) verifyState(ctx context.Context, cs tls.ConnectionState, non
 		if !p.acceptStatic {
 			return nil, attest.Fail(attest.ErrBinding, "binding.freshness", "static evidence is not accepted; a fresh nonce-bound certificate is required")
 		}
-		maxAge := p.maxAge
-		if maxAge <= 0 {
-			maxAge = DefaultMaxAge
-		}
+		maxAge := p.staticMaxAge()
 		if age := now.Sub(leaf.NotBefore); age > maxAge {
 			return nil, attest.Fail(attest.ErrBinding, "binding.max_age", "static evidence is %v old, more than the maximum %v", age.Round(time.Second), maxAge)
 		}
@@ -121,8 +124,21 @@ func (p *peerCheck) verifyState(ctx context.Context, cs tls.ConnectionState, non
 	out := claims.Clone()
 	out.Role, out.Mode = params.Role, params.Mode
 	out.NotBefore, out.NotAfter = leaf.NotBefore, leaf.NotAfter
-	p.claims.put(sha256.Sum256(leaf.Raw), out, leaf.NotAfter)
+	keep := leaf.NotAfter
+	if params.Mode == attest.ModeStatic {
+		if end := leaf.NotBefore.Add(p.staticMaxAge()); end.Before(keep) {
+			keep = end
+		}
+	}
+	p.claims.put(sha256.Sum256(leaf.Raw), out, keep)
 	return out.Clone(), nil
+}
+
+func (p *peerCheck) staticMaxAge() time.Duration {
+	if p.maxAge <= 0 {
+		return DefaultMaxAge
+	}
+	return p.maxAge
 }
 
 // appraise runs the verifier, through the cache: the key covers the

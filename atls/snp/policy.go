@@ -490,8 +490,9 @@ func (p *Policy) Validate() error {
 		}
 	}
 	if p.pinsNothing() {
-		add("empty policy: it accepts any measurement and pins no identity; set measurements, " +
-			"trusted_id_key_digests or trusted_author_key_digests (or at least host_data, chip_ids or report_ids)")
+		add("empty policy: it accepts any measurement and pins no guest code; set measurements, " +
+			"trusted_id_key_digests or trusted_author_key_digests, or report_ids of known guests " +
+			"(host_data and chip_ids alone do not do: the host chooses host data, and a chip runs any image)")
 	}
 	if len(errs) > 0 {
 		return &attest.CheckError{Kind: attest.ErrConfig, Check: "policy.config", Err: errors.Join(errs...)}
@@ -499,12 +500,14 @@ func (p *Policy) Validate() error {
 	return nil
 }
 
-// pinsNothing reports whether p accepts every guest on genuine hardware.
+// pinsNothing reports whether p accepts guests running any code. Host data
+// (chosen by the host) and chip IDs (a machine runs any image) pin no
+// code; a report ID pins one guest instance, whose launch measurement
+// cannot change.
 func (p *Policy) pinsNothing() bool {
 	return len(p.Measurements) == 0 &&
 		len(p.TrustedIDKeyDigests) == 0 && len(p.TrustedAuthorKeyDigests) == 0 &&
-		(len(p.HostData) == 0 || zeroBytes(p.HostData)) &&
-		len(p.ChipIDs) == 0 && len(p.ReportIDs) == 0
+		len(p.ReportIDs) == 0
 }
 
 // clone returns a deep copy, so that a Verifier is not affected by later

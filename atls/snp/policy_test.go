@@ -265,12 +265,21 @@ func TestParsePolicyPins(t *testing.T) {
 		"measurement":        `{"measurements": ["` + hexOf(0x4d, 48) + `"]}`,
 		"trusted ID key":     `{"trusted_id_key_digests": ["` + hexOf(1, 48) + `"]}`,
 		"trusted author key": `{"trusted_author_key_digests": ["` + hexOf(1, 48) + `"]}`,
-		"host data":          `{"host_data": "` + hexOf(1, 32) + `"}`,
-		"chip":               `{"chip_ids": ["` + hexOf(1, 64) + `"]}`,
 		"report id":          `{"report_ids": ["` + hexOf(1, 32) + `"]}`,
 	} {
 		_, err := ParsePolicy([]byte(doc))
 		require.NoError(t, err, name)
+	}
+	// Host data (chosen by the host) and chip IDs (a machine runs any
+	// image) pin no guest code on their own.
+	for name, doc := range map[string]string{
+		"host data only":      `{"host_data": "` + hexOf(1, 32) + `"}`,
+		"chip only":           `{"chip_ids": ["` + hexOf(1, 64) + `"]}`,
+		"host data and chips": `{"host_data": "` + hexOf(1, 32) + `", "chip_ids": ["` + hexOf(1, 64) + `"]}`,
+	} {
+		_, err := ParsePolicy([]byte(doc))
+		require.ErrorIs(t, err, attest.ErrConfig, name)
+		require.ErrorContains(t, err, "empty policy", name)
 	}
 }
 
