@@ -161,3 +161,22 @@ func (r *Roots) trusted() map[string][]*trust.AMDRootCerts {
 	}
 	return out
 }
+
+// onlyAMD reports whether every ARK in r is one of AMD's published ARKs
+// (as embedded in go-sev-guest).
+func (r *Roots) onlyAMD() bool {
+	amd := map[string]bool{}
+	for _, chains := range AMDRoots().chains {
+		for _, c := range chains {
+			amd[string(c.ark.Raw)] = true
+		}
+	}
+	for _, chains := range r.chains {
+		for _, c := range chains {
+			if !amd[string(c.ark.Raw)] {
+				return false
+			}
+		}
+	}
+	return true
+}

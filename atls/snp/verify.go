@@ -118,7 +118,10 @@ func NewVerifier(opts VerifierOptions) (*Verifier, error) {
 // snapshotRoots copies r so that later AddPEM calls on the caller's Roots
 // do not change what a Verifier trusts.
 func snapshotRoots(r *Roots) *Roots {
-	c := &Roots{Simulated: r.Simulated, chains: make(map[string][]chain, len(r.chains))}
+	// Roots holding any ARK that is not AMD's count as simulated, however
+	// they were flagged: claims never call evidence real that a non-AMD
+	// root vouched for.
+	c := &Roots{Simulated: r.Simulated || !r.onlyAMD(), chains: make(map[string][]chain, len(r.chains))}
 	for p, cs := range r.chains {
 		c.chains[p] = slices.Clone(cs)
 	}

@@ -615,3 +615,25 @@ func FuzzVerifyReport(f *testing.F) {
 		}
 	})
 }
+
+// Simulated roots added to AMD's roots still mark claims simulated.
+func TestMixedRootsAreSimulated(t *testing.T) {
+	chain := testSimChain(t, "Milan")
+	mixed := AMDRoots()
+	require.NoError(t, mixed.AddPEM(chain.Roots().PEM()))
+	require.False(t, mixed.Simulated)
+	v, err := NewVerifier(VerifierOptions{Roots: mixed, Policy: pinPolicyForTest(t)})
+	require.NoError(t, err)
+	require.True(t, v.roots.Simulated)
+
+	amd, err := NewVerifier(VerifierOptions{Roots: AMDRoots(), Policy: pinPolicyForTest(t)})
+	require.NoError(t, err)
+	require.False(t, amd.roots.Simulated)
+}
+
+func pinPolicyForTest(t *testing.T) *Policy {
+	p := NewPolicy()
+	p.Measurements = []attest.HexBytes{bytes.Repeat([]byte{1}, 48)}
+	require.NoError(t, p.Validate())
+	return p
+}
