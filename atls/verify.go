@@ -171,6 +171,9 @@ func (p *peerCheck) appraise(ctx context.Context, ev *attest.Evidence, leaf *x50
 	if leaf.NotAfter.Before(exp) {
 		exp = leaf.NotAfter
 	}
+	if !claims.ValidUntil.IsZero() && claims.ValidUntil.Before(exp) {
+		exp = claims.ValidUntil
+	}
 	p.cache.put(key, claims, exp)
 	return claims, nil
 }

@@ -54,6 +54,10 @@ type Claims struct {
 	// certificate.
 	NotBefore time.Time `json:"not_before,omitzero"`
 	NotAfter  time.Time `json:"not_after,omitzero"`
+	// ValidUntil, when set, is when the verdict lapses on the verifier's
+	// side (for SEV-SNP: the VCEK's expiry, or the CRL's next update).
+	// Caches of verification results must not outlive it.
+	ValidUntil time.Time `json:"valid_until,omitzero"`
 	// ReportData is the 64 bytes the report carried (already checked).
 	ReportData HexBytes `json:"report_data"`
 	// EvidenceDigest is the SHA-256 of the encoded evidence, a stable

@@ -244,7 +244,14 @@ func (v *Verifier) verify(ctx context.Context, raw, certDER, crlDER []byte, repo
 	if err := validate.SnpAttestation(att, v.policy.validateOptions(product, reportData[:])); err != nil {
 		return nil, attest.Fail(attest.ErrPolicy, "policy.validate", "%v", err)
 	}
-	return v.claims(report, info, exts, product), nil
+	claims := v.claims(report, info, exts, product)
+	// The verdict holds while the signing certificate (and the CRL it was
+	// checked against) does.
+	claims.ValidUntil = cert.NotAfter
+	if crl != nil && !crl.NextUpdate.IsZero() && crl.NextUpdate.Before(claims.ValidUntil) {
+		claims.ValidUntil = crl.NextUpdate
+	}
+	return claims, nil
 }
 
 // parseReport checks the structure of a raw report and decodes it.

@@ -848,10 +848,22 @@ def verify(cert_der, opts):
         "mode": mode,
         "not_before": rfc3339(nb),
         "not_after": rfc3339(na),
+        "valid_until": rfc3339(valid_until(vcek_der, crl_der)),
         "report_data": report[0x50:0x90].hex(),
         "evidence_digest": hashlib.sha256(encode_collection(ctype, records)).hexdigest(),
         "snp": snp,
     }
+
+
+def valid_until(vcek_der, crl_der):
+    """When the verdict lapses: the signing certificate's notAfter, or the
+    CRL's nextUpdate if earlier."""
+    until = not_after(x509.load_der_x509_certificate(vcek_der))
+    if crl_der is not None:
+        nu = not_after(x509.load_der_x509_crl(crl_der))
+        if nu is not None and nu < until:
+            until = nu
+    return until
 
 
 def verify_report(report, vcek_der, crl_der, expected, opts):
