@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/confidential-go/atls/atls"
@@ -43,65 +44,59 @@ type Result struct {
 	ReportData *[attest.ReportDataSize]byte
 }
 
-// VerifyCertificate appraises leaf as package atls does for the peer of a
-// TLS 1.3 connection (atls/verify.go, peerCheck.verifyState), minus the
-// TLS-level checks and the cache: validity, evidence extraction, binding
-// parameters, REPORT_DATA, then v. The vectors' tests cross-check it with
-// package atls over real TLS connections wherever the nonce allows.
+// VerifyCertificate appraises leaf with atls.VerifyCertificate (the
+// checks package atls runs on a peer's certificate in VerifyConnection)
+// and reports, besides the verdict, the REPORT_DATA that step 6 of SPEC.md
+// section 6 expected when verification got that far.
 func VerifyCertificate(ctx context.Context, v attest.Verifier, leaf *x509.Certificate, e Expectation) (Result, error) {
 	var res Result
-	now := e.Now
-	if now.Before(leaf.NotBefore) || now.After(leaf.NotAfter) {
-		return res, attest.Fail(attest.ErrBinding, "certificate.validity", "certificate valid from %v to %v, now is %v",
-			leaf.NotBefore.UTC(), leaf.NotAfter.UTC(), now.UTC())
+	claims, err := atls.VerifyCertificate(ctx, leaf, atls.VerifyCertificateOptions{
+		Verifier:     v,
+		Role:         e.Role,
+		Nonce:        e.Nonce,
+		AcceptStatic: e.AcceptStatic,
+		MaxAge:       e.MaxAge,
+		Now:          func() time.Time { return e.Now },
+	})
+	res.Claims = claims
+	if err == nil || reachedStep6(attest.FailedCheck(err)) {
+		res.ReportData = expectedReportData(leaf, e)
 	}
+	return res, err
+}
+
+// reachedStep6 reports whether a failed check comes at or after step 6 of
+// SPEC.md section 6, that is, after the expected REPORT_DATA is known.
+func reachedStep6(check string) bool {
+	switch {
+	case check == "certificate.validity", check == "binding", strings.HasPrefix(check, "evidence."),
+		strings.HasPrefix(check, "binding."), strings.HasPrefix(check, "tls."), strings.HasPrefix(check, "nonce."):
+		return false
+	}
+	return true
+}
+
+// expectedReportData recomputes the binding of leaf for the expectation,
+// or returns nil when the evidence cannot be read.
+func expectedReportData(leaf *x509.Certificate, e Expectation) *[attest.ReportDataSize]byte {
 	ev, err := attest.FromCertificate(leaf)
 	if err != nil {
-		return res, err
+		return nil
 	}
 	params, err := ev.Binding()
 	if err != nil {
-		return res, err
-	}
-	if params.Role != e.Role {
-		return res, attest.Fail(attest.ErrBinding, "binding.role", "evidence was made for a %v, expected a %v", params.Role, e.Role)
+		return nil
 	}
 	var n [attest.NonceSize]byte
-	switch params.Mode {
-	case attest.ModeNonce:
-		if e.Nonce == nil {
-			return res, attest.Fail(attest.ErrBinding, "binding.nonce", "evidence is bound to a nonce, but this side sent none")
-		}
+	if params.Mode == attest.ModeNonce && e.Nonce != nil {
 		n = *e.Nonce
-	case attest.ModeStatic:
-		if !e.AcceptStatic {
-			return res, attest.Fail(attest.ErrBinding, "binding.freshness", "static evidence is not accepted")
-		}
-		maxAge := e.MaxAge
-		if maxAge <= 0 {
-			maxAge = atls.DefaultMaxAge
-		}
-		if age := now.Sub(leaf.NotBefore); age > maxAge {
-			return res, attest.Fail(attest.ErrBinding, "binding.max_age", "static evidence is %v old, more than the maximum %v", age, maxAge)
-		}
-	default:
-		return res, attest.Fail(attest.ErrBinding, "binding.freshness", "unsupported freshness mode %v", params.Mode)
 	}
 	b := attest.BindingForCertificate(leaf, params.Role, params.Mode, n)
 	rd, err := b.ReportData()
 	if err != nil {
-		return res, attest.Wrap(attest.ErrBinding, "binding", err)
+		return nil
 	}
-	res.ReportData = &rd
-	claims, err := v.Verify(ctx, ev, rd)
-	if err != nil {
-		return res, err
-	}
-	out := claims.Clone()
-	out.Role, out.Mode = params.Role, params.Mode
-	out.NotBefore, out.NotAfter = leaf.NotBefore, leaf.NotAfter
-	res.Claims = out
-	return res, nil
+	return &rd
 }
 
 // Loaded is a vector with its files read.
