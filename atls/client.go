@@ -87,8 +87,8 @@ func NewClient(opts ClientOptions) (*Client, error) {
 			acceptStatic: opts.AcceptStatic,
 			maxAge:       opts.MaxAge,
 			now:          opts.Now,
-			cache:        newLRU(opts.CacheSize),
-			claims:       newLRU(DefaultClaimsSize),
+			cache:        newCache(opts.CacheSize),
+			claims:       newCache(DefaultClaimsSize),
 			logger:       opts.Logger,
 		}
 	}

@@ -65,8 +65,8 @@ func FuzzCertificateToClaims(f *testing.F) {
 		acceptStatic: true,
 		maxAge:       time.Hour,
 		now:          time.Now,
-		cache:        newLRU(-1),
-		claims:       newLRU(16),
+		cache:        newCache(-1),
+		claims:       newCache(16),
 	}
 	f.Fuzz(func(t *testing.T, der []byte) {
 		cert, err := x509.ParseCertificate(der)

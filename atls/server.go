@@ -137,8 +137,8 @@ func NewServer(opts ServerOptions) (*Server, error) {
 			acceptStatic: opts.AcceptStaticClients,
 			maxAge:       opts.ClientMaxAge,
 			now:          opts.Now,
-			cache:        newLRU(opts.CacheSize),
-			claims:       newLRU(DefaultClaimsSize),
+			cache:        newCache(opts.CacheSize),
+			claims:       newCache(DefaultClaimsSize),
 			logger:       opts.Logger,
 		}
 	}

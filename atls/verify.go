@@ -1,17 +1,25 @@
 package atls
 
 import (
-	"container/list"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/confidential-go/atls/atls/attest"
+	"github.com/confidential-go/atls/internal/lru"
 )
+
+// newCache returns the verification cache for size: DefaultCacheSize
+// entries when size is 0, none when it is negative.
+func newCache(size int) *lru.Cache[[sha256.Size]byte, *attest.Claims] {
+	if size == 0 {
+		size = DefaultCacheSize
+	}
+	return lru.New[[sha256.Size]byte, *attest.Claims](size)
+}
 
 // DefaultMaxAge bounds the age of static-mode evidence when a verifier
 // accepts it and sets no MaxAge of its own.
@@ -39,8 +47,8 @@ type peerCheck struct {
 	acceptStatic bool
 	maxAge       time.Duration
 	now          func() time.Time
-	cache        *lru
-	claims       *lru
+	cache        *lru.Cache[[sha256.Size]byte, *attest.Claims]
+	claims       *lru.Cache[[sha256.Size]byte, *attest.Claims]
 	logger       *slog.Logger
 }
 
@@ -130,7 +138,7 @@ func (p *peerCheck) verifyState(ctx context.Context, cs tls.ConnectionState, non
 			keep = end
 		}
 	}
-	p.claims.put(sha256.Sum256(leaf.Raw), out, keep)
+	p.claims.Put(sha256.Sum256(leaf.Raw), out, time.Time{}, keep)
 	return out.Clone(), nil
 }
 
@@ -154,7 +162,7 @@ func (p *peerCheck) appraise(ctx context.Context, ev *attest.Evidence, leaf *x50
 	h.Write(reportData[:])
 	var key [sha256.Size]byte
 	h.Sum(key[:0])
-	if c, ok := p.cache.get(key, p.now()); ok {
+	if c, ok := p.cache.Get(key, p.now()); ok {
 		return c, nil
 	}
 	if p.verifier == nil {
@@ -174,7 +182,7 @@ func (p *peerCheck) appraise(ctx context.Context, ev *attest.Evidence, leaf *x50
 	if !claims.ValidUntil.IsZero() && claims.ValidUntil.Before(exp) {
 		exp = claims.ValidUntil
 	}
-	p.cache.put(key, claims, exp)
+	p.cache.Put(key, claims, time.Time{}, exp)
 	return claims, nil
 }
 
@@ -184,68 +192,9 @@ func (p *peerCheck) peerClaims(cs tls.ConnectionState) (*attest.Claims, bool) {
 	if len(cs.PeerCertificates) == 0 || p == nil {
 		return nil, false
 	}
-	c, ok := p.claims.get(sha256.Sum256(cs.PeerCertificates[0].Raw), p.now())
+	c, ok := p.claims.Get(sha256.Sum256(cs.PeerCertificates[0].Raw), p.now())
 	if !ok {
 		return nil, false
 	}
 	return c.Clone(), true
-}
-
-// lru is a small bounded cache with per-entry expiry.
-type lru struct {
-	mu    sync.Mutex
-	max   int
-	ll    *list.List
-	items map[[sha256.Size]byte]*list.Element
-}
-
-type lruEntry struct {
-	key    [sha256.Size]byte
-	claims *attest.Claims
-	exp    time.Time
-}
-
-// newLRU returns a cache of max entries: DefaultCacheSize when max is 0,
-// and a cache that keeps nothing when max is negative.
-func newLRU(max int) *lru {
-	if max == 0 {
-		max = DefaultCacheSize
-	}
-	return &lru{max: max, ll: list.New(), items: map[[sha256.Size]byte]*list.Element{}}
-}
-
-func (c *lru) get(k [sha256.Size]byte, now time.Time) (*attest.Claims, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.items[k]
-	if !ok {
-		return nil, false
-	}
-	ent := e.Value.(*lruEntry)
-	if now.After(ent.exp) {
-		c.ll.Remove(e)
-		delete(c.items, k)
-		return nil, false
-	}
-	c.ll.MoveToFront(e)
-	return ent.claims, true
-}
-
-func (c *lru) put(k [sha256.Size]byte, claims *attest.Claims, exp time.Time) {
-	if c.max < 0 {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.items[k]; ok {
-		e.Value = &lruEntry{key: k, claims: claims, exp: exp}
-		c.ll.MoveToFront(e)
-		return
-	}
-	c.items[k] = c.ll.PushFront(&lruEntry{key: k, claims: claims, exp: exp})
-	for c.ll.Len() > c.max {
-		last := c.ll.Back()
-		c.ll.Remove(last)
-		delete(c.items, last.Value.(*lruEntry).key)
-	}
 }

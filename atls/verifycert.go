@@ -67,8 +67,8 @@ func VerifyCertificate(ctx context.Context, cert *x509.Certificate, opts VerifyC
 		acceptStatic: opts.AcceptStatic,
 		maxAge:       opts.MaxAge,
 		now:          now,
-		cache:        newLRU(-1),
-		claims:       newLRU(-1),
+		cache:        newCache(-1),
+		claims:       newCache(-1),
 	}
 	// The state of a completed TLS 1.3 handshake that received cert and
 	// negotiated no application protocol.

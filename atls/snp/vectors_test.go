@@ -268,7 +268,7 @@ func TestRealVectorsTampered(t *testing.T) {
 		ver := v.verifier(t)
 		_, err := ver.VerifyReport(context.Background(), v.report, v.cert, nil, v.reportData())
 		require.NoError(t, err, v.name)
-		require.Equal(t, 1, ver.cache.len(), "the chain result is cached")
+		require.Equal(t, 1, ver.cache.Len(), "the chain result is cached")
 
 		var offsets []int
 		for off := range 0x2A0 {
@@ -313,7 +313,7 @@ func TestChainCacheHitStillChecksSignature(t *testing.T) {
 	ctx := context.Background()
 	_, err := ver.VerifyReport(ctx, v.report, v.cert, nil, v.reportData())
 	require.NoError(t, err)
-	require.Equal(t, 1, ver.cache.len())
+	require.Equal(t, 1, ver.cache.Len())
 
 	bad := append([]byte(nil), v.report...)
 	bad[0x90] ^= 0x80 // the measurement
@@ -328,7 +328,7 @@ func TestChainCacheHitStillChecksSignature(t *testing.T) {
 	requireCheck(t, err, attest.ErrVerification, "snp.report.signature")
 
 	// The cache entry is still there, and still only one.
-	require.Equal(t, 1, ver.cache.len())
+	require.Equal(t, 1, ver.cache.Len())
 	_, err = ver.VerifyReport(ctx, v.report, v.cert, nil, v.reportData())
 	require.NoError(t, err)
 
@@ -351,7 +351,7 @@ func TestChainCacheExpires(t *testing.T) {
 	ctx := context.Background()
 	_, err = ver.VerifyReport(ctx, v.report, v.cert, nil, v.reportData())
 	require.NoError(t, err)
-	require.Equal(t, 1, ver.cache.len())
+	require.Equal(t, 1, ver.cache.Len())
 
 	c, err := x509.ParseCertificate(v.cert)
 	require.NoError(t, err)
@@ -361,24 +361,6 @@ func TestChainCacheExpires(t *testing.T) {
 	now = c.NotBefore.Add(-time.Second)
 	_, err = ver.VerifyReport(ctx, v.report, v.cert, nil, v.reportData())
 	requireCheck(t, err, attest.ErrVerification, "snp.vcek.chain")
-}
-
-func TestChainCacheBounded(t *testing.T) {
-	c := newChainCache(2)
-	now := time.Now()
-	for i := range 5 {
-		c.add([32]byte{byte(i)}, now.Add(-time.Hour), now.Add(time.Hour))
-	}
-	require.Equal(t, 2, c.len())
-	require.False(t, c.valid([32]byte{0}, now))
-	require.True(t, c.valid([32]byte{3}, now))
-	require.True(t, c.valid([32]byte{4}, now))
-	// Using 3 makes 4 the least recently used.
-	require.True(t, c.valid([32]byte{3}, now))
-	c.add([32]byte{5}, now.Add(-time.Hour), now.Add(time.Hour))
-	require.True(t, c.valid([32]byte{3}, now))
-	require.False(t, c.valid([32]byte{4}, now))
-	require.False(t, c.valid([32]byte{5}, now.Add(2*time.Hour)))
 }
 
 // Turin VCEKs carry an AMD extension (fmcSPL) that go-sev-guest v0.15.0

@@ -2,7 +2,6 @@ package snp
 
 import (
 	"bytes"
-	"container/list"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -13,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/google/go-sev-guest/abi"
@@ -23,6 +21,7 @@ import (
 	"github.com/google/go-sev-guest/verify"
 
 	"github.com/confidential-go/atls/atls/attest"
+	"github.com/confidential-go/atls/internal/lru"
 )
 
 // DefaultCertCacheSize is the number of VCEK chain results a Verifier
@@ -68,7 +67,12 @@ type Verifier struct {
 	policy  *Policy
 	now     func() time.Time
 	log     *slog.Logger
-	cache   *chainCache // nil when disabled
+	// cache remembers, for a bounded number of signer certificates, that
+	// the certificate chains to the roots, and until when that holds.
+	// Only successes are cached, so a transient failure is never
+	// remembered and a peer cannot plant an entry without a genuine
+	// certificate. Nil when disabled.
+	cache *lru.Cache[[sha256.Size]byte, struct{}]
 }
 
 var _ attest.Verifier = (*Verifier)(nil)
@@ -110,7 +114,7 @@ func NewVerifier(opts VerifierOptions) (*Verifier, error) {
 		size = DefaultCertCacheSize
 	}
 	if size > 0 {
-		v.cache = newChainCache(size)
+		v.cache = lru.New[[sha256.Size]byte, struct{}](size)
 	}
 	return v, nil
 }
@@ -408,7 +412,7 @@ func (offlineGetter) GetContext(_ context.Context, url string) ([]byte, error) {
 func (v *Verifier) verifyChain(ctx context.Context, att *spb.Attestation, raw, certDER []byte, cert *x509.Certificate, crl *x509.RevocationList, crlDER []byte, product string, signer abi.ReportSigner, now time.Time) error {
 	const check = "snp.vcek.chain"
 	key := v.cacheKey(certDER, crlDER, product, signer)
-	if v.cache.valid(key, now) {
+	if _, ok := v.cache.Get(key, now); ok {
 		return nil
 	}
 
@@ -453,7 +457,7 @@ func (v *Verifier) verifyChain(ctx context.Context, att *spb.Attestation, raw, c
 		}
 		return attest.Fail(attest.ErrVerification, check, "%v", err)
 	}
-	v.cache.add(key, notBefore, notAfter)
+	v.cache.Put(key, struct{}{}, notBefore, notAfter)
 	return nil
 }
 
@@ -799,74 +803,4 @@ func (v *Verifier) claims(r *spb.Report, info abi.SignerInfo, exts *kds.Extensio
 			CommittedVersion: committedVersion(r),
 		},
 	}
-}
-
-// chainCache remembers, for a bounded number of signer certificates, that
-// the certificate chains to the roots, and until when that holds. Only
-// successes are cached, so a transient failure is never remembered and a
-// peer cannot plant an entry without a genuine certificate. Evicts the
-// least recently used entry.
-type chainCache struct {
-	mu      sync.Mutex
-	max     int
-	order   *list.List // of *chainEntry, most recently used first
-	entries map[[sha256.Size]byte]*list.Element
-}
-
-type chainEntry struct {
-	key                 [sha256.Size]byte
-	notBefore, notAfter time.Time
-}
-
-func newChainCache(max int) *chainCache {
-	return &chainCache{max: max, order: list.New(), entries: map[[sha256.Size]byte]*list.Element{}}
-}
-
-// valid reports whether key is cached and now is inside its validity.
-func (c *chainCache) valid(key [sha256.Size]byte, now time.Time) bool {
-	if c == nil {
-		return false
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	el, ok := c.entries[key]
-	if !ok {
-		return false
-	}
-	e := el.Value.(*chainEntry)
-	if now.Before(e.notBefore) || now.After(e.notAfter) {
-		return false
-	}
-	c.order.MoveToFront(el)
-	return true
-}
-
-func (c *chainCache) add(key [sha256.Size]byte, notBefore, notAfter time.Time) {
-	if c == nil {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if el, ok := c.entries[key]; ok {
-		e := el.Value.(*chainEntry)
-		e.notBefore, e.notAfter = notBefore, notAfter
-		c.order.MoveToFront(el)
-		return
-	}
-	c.entries[key] = c.order.PushFront(&chainEntry{key: key, notBefore: notBefore, notAfter: notAfter})
-	for c.order.Len() > c.max {
-		oldest := c.order.Back()
-		c.order.Remove(oldest)
-		delete(c.entries, oldest.Value.(*chainEntry).key)
-	}
-}
-
-// len returns the number of cached entries (for tests).
-func (c *chainCache) len() int {
-	if c == nil {
-		return 0
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.order.Len()
 }

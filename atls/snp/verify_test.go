@@ -122,7 +122,7 @@ func TestVerifyForgedChain(t *testing.T) {
 		v := vtVerifier(t, roots, vtPolicy())
 		_, err := v.VerifyReport(ctx, r, a.VCEK(), nil, vtReportData)
 		requireCheck(t, err, attest.ErrVerification, "snp.vcek.chain")
-		require.Zero(t, v.cache.len(), name)
+		require.Zero(t, v.cache.Len(), name)
 	}
 
 	// A real VCEK with a simulated report: the chain is fine, the
@@ -535,7 +535,7 @@ func TestVerifyConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	require.Equal(t, 1, v.cache.len())
+	require.Equal(t, 1, v.cache.Len())
 }
 
 // A certificate with an unknown AMD extension is unsupported; one without
