@@ -96,6 +96,12 @@ type Policy struct {
 	// (such as a paravisor) does not trust.
 	AllowedVMPLs []uint32 `json:"allowed_vmpls,omitempty"`
 
+	// RequireCRL refuses evidence whose revocation cannot be checked:
+	// neither the attester sent a CRL nor the verifier holds one for the
+	// product (VerifierOptions.CRLs). Off by default, since AMD's KDS is
+	// the only source of CRLs and verifiers never fetch.
+	RequireCRL bool `json:"require_crl,omitempty"`
+
 	// AllowVLEK accepts reports signed by a VLEK, a key a cloud provider
 	// loads into its machines, instead of the chip's own VCEK. Such a
 	// report proves "some machine of that provider", not a given chip.

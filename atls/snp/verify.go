@@ -45,6 +45,14 @@ type VerifierOptions struct {
 	// Logger receives a record per verification (rejections at Info,
 	// acceptances at Debug). Nil is silent.
 	Logger *slog.Logger
+	// CRLs are AMD's CRLs (DER) that the verifier holds itself, keyed by
+	// product line ("Milan", "Genoa"): the VCEK CRL that AMD's KDS
+	// publishes per product, signed by that product's ARK. For
+	// VCEK-signed evidence of a product listed here, this CRL is checked
+	// instead of any CRL the attester sent, so that a peer cannot pick an
+	// older one. Keep them current: a CRL past its next update fails
+	// every verification ("snp.crl"). Nothing is ever fetched.
+	CRLs map[string][]byte
 	// CertCacheSize bounds the cache of VCEK chain results: verifying
 	// that a VCEK chains to the roots takes several RSA-4096 signature
 	// checks, and a peer presents the same VCEK until its firmware
@@ -73,6 +81,8 @@ type Verifier struct {
 	// remembered and a peer cannot plant an entry without a genuine
 	// certificate. Nil when disabled.
 	cache *lru.Cache[[sha256.Size]byte, struct{}]
+	// crls are the verifier's own CRLs by product line.
+	crls map[string]verifierCRL
 }
 
 var _ attest.Verifier = (*Verifier)(nil)
@@ -90,12 +100,17 @@ func NewVerifier(opts VerifierOptions) (*Verifier, error) {
 	if err := pol.Validate(); err != nil {
 		return nil, err
 	}
+	crls, err := parseVerifierCRLs(opts.CRLs)
+	if err != nil {
+		return nil, err
+	}
 	roots := snapshotRoots(opts.Roots)
 	v := &Verifier{
 		roots:  roots,
 		policy: pol,
 		now:    opts.Now,
 		log:    opts.Logger,
+		crls:   crls,
 	}
 	// The cache key includes the identity of the roots so that a cached
 	// result can never be read under other roots, whatever becomes of
@@ -216,13 +231,19 @@ func (v *Verifier) verify(ctx context.Context, raw, certDER, crlDER []byte, repo
 		return nil, err
 	}
 	var crl *x509.RevocationList
-	if len(crlDER) > 0 {
+	if own, ok := v.crls[product]; ok && info.SigningKey == abi.VcekReportSigner {
+		crlDER, crl = own.der, own.crl
+	} else if len(crlDER) > 0 {
 		if len(crlDER) > MaxCRLSize {
 			return nil, attest.Fail(attest.ErrMalformedEvidence, "snp.crl", "CRL of %d bytes exceeds %d", len(crlDER), MaxCRLSize)
 		}
 		if crl, err = x509.ParseRevocationList(crlDER); err != nil {
 			return nil, attest.Fail(attest.ErrMalformedEvidence, "snp.crl", "cannot parse the CRL: %v", err)
 		}
+	}
+
+	if crl == nil && v.policy.RequireCRL {
+		return nil, attest.Fail(attest.ErrPolicy, "policy.crl", "the policy requires a revocation check, and neither the evidence nor the verifier has a CRL for %s", product)
 	}
 
 	// 2. Authenticity: the certificate chain, then the signature over
@@ -492,6 +513,35 @@ func (v *Verifier) findChain(cert *x509.Certificate, product string, signer abi.
 		return chain{}, fmt.Errorf("the trusted %s have no %s %v chain (they cover %v)", what, product, signer, v.roots.ProductLines())
 	}
 	return chain{}, fmt.Errorf("the %v certificate does not chain to the trusted %s %s: %w", signer, product, what, errors.Join(errs...))
+}
+
+// verifierCRL is a CRL from VerifierOptions.CRLs.
+type verifierCRL struct {
+	der []byte
+	crl *x509.RevocationList
+}
+
+// parseVerifierCRLs parses VerifierOptions.CRLs, checking that each is
+// issued by the ARK of the product line it is listed under.
+func parseVerifierCRLs(in map[string][]byte) (map[string]verifierCRL, error) {
+	out := map[string]verifierCRL{}
+	for product, der := range in {
+		bad := func(format string, args ...any) (map[string]verifierCRL, error) {
+			return nil, attest.Fail(attest.ErrConfig, "snp.config", "CRL for %q: "+format, append([]any{product}, args...)...)
+		}
+		if len(der) == 0 || len(der) > MaxCRLSize {
+			return bad("%d bytes, want 1..%d", len(der), MaxCRLSize)
+		}
+		crl, err := x509.ParseRevocationList(der)
+		if err != nil {
+			return bad("%v", err)
+		}
+		if cn := crl.Issuer.CommonName; cn != "ARK-"+product {
+			return bad("issued by %q, not ARK-%s", cn, product)
+		}
+		out[product] = verifierCRL{der: bytes.Clone(der), crl: crl}
+	}
+	return out, nil
 }
 
 // checkCRL checks that crl is signed by the chain's ARK, current at now,

@@ -637,3 +637,56 @@ func pinPolicyForTest(t *testing.T) *Policy {
 	require.NoError(t, p.Validate())
 	return p
 }
+
+// The verifier's own CRL is checked instead of the attester's, so that a
+// peer cannot pick an older one; a policy can require a CRL at all.
+func TestVerifierCRLs(t *testing.T) {
+	ctx := context.Background()
+	milan := testSimChain(t, "Milan")
+	a := vtAttester(t, milan, SimOptions{})
+	r, err := a.Report(vtReportData)
+	require.NoError(t, err)
+	now := time.Now()
+	day := 24 * time.Hour
+	clean := vtCRL(t, milan, now.Add(-day), now.Add(day))
+	revoking := vtCRL(t, milan, now.Add(-day), now.Add(day), milan.ASK.SerialNumber)
+
+	withCRL := func(p *Policy, crls map[string][]byte) *Verifier {
+		v, err := NewVerifier(VerifierOptions{Roots: milan.Roots(), Policy: p, CRLs: crls})
+		require.NoError(t, err)
+		return v
+	}
+
+	// The verifier's revoking CRL wins over a clean one from the peer.
+	v := withCRL(vtPolicy(), map[string][]byte{"Milan": revoking})
+	_, err = v.VerifyReport(ctx, r, a.VCEK(), clean, vtReportData)
+	requireCheck(t, err, attest.ErrVerification, "snp.revocation")
+	_, err = v.VerifyReport(ctx, r, a.VCEK(), nil, vtReportData)
+	requireCheck(t, err, attest.ErrVerification, "snp.revocation")
+
+	// A clean verifier CRL: accepted, and the verdict lapses with it.
+	c, err := withCRL(vtPolicy(), map[string][]byte{"Milan": clean}).VerifyReport(ctx, r, a.VCEK(), nil, vtReportData)
+	require.NoError(t, err)
+	require.WithinDuration(t, now.Add(day), c.ValidUntil, time.Second)
+
+	// require_crl: refused without any CRL, accepted with one.
+	p := vtPolicy()
+	p.RequireCRL = true
+	_, err = withCRL(p, nil).VerifyReport(ctx, r, a.VCEK(), nil, vtReportData)
+	requireCheck(t, err, attest.ErrPolicy, "policy.crl")
+	_, err = withCRL(p, nil).VerifyReport(ctx, r, a.VCEK(), clean, vtReportData)
+	require.NoError(t, err)
+	_, err = withCRL(p, map[string][]byte{"Milan": clean}).VerifyReport(ctx, r, a.VCEK(), nil, vtReportData)
+	require.NoError(t, err)
+
+	// Misconfigured CRLs are refused up front.
+	for name, crls := range map[string]map[string][]byte{
+		"garbage":       {"Milan": []byte("not a CRL")},
+		"empty":         {"Milan": nil},
+		"wrong product": {"Genoa": clean},
+	} {
+		_, err := NewVerifier(VerifierOptions{Roots: milan.Roots(), Policy: vtPolicy(), CRLs: crls})
+		requireCheck(t, err, attest.ErrConfig, "snp.config")
+		require.Error(t, err, name)
+	}
+}
