@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -366,9 +367,17 @@ func TestResumptionOffByDefault(t *testing.T) {
 func TestTLS12Refused(t *testing.T) {
 	f := atlstest.Get(t)
 	srv := atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, StaticFallback: true})
-	res := atlstest.Handshake(t, srv.TLSConfig(), &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12})
-	require.Error(t, res.Server)
-	require.Error(t, res.Client)
+	g := &gaugeAttester{inner: f.ServerAttester}
+	nonceSrv := atlstest.NewServer(t, atls.ServerOptions{Attester: g})
+	for _, cfg := range []*tls.Config{srv.TLSConfig(), nonceSrv.TLSConfig()} {
+		// A TLS 1.2 client that does send a nonce entry.
+		old := &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS12,
+			NextProtos: []string{atls.NoncePrefix + strings.Repeat("ab", 32)}}
+		res := atlstest.Handshake(t, cfg, old)
+		atlstest.RequireCheck(t, res.Server, attest.ErrConfig, "tls.version")
+		require.Error(t, res.Client)
+	}
+	require.Zero(t, g.peak.Load(), "no attestation is spent on a client that cannot speak TLS 1.3")
 }
 
 func TestHTTP(t *testing.T) {

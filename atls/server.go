@@ -260,6 +260,11 @@ const extQUICTransportParameters = 57
 // connConfig builds the configuration of one connection.
 func (s *Server) connConfig(tmpl *tls.Config, protos []string, hello *tls.ClientHelloInfo) (*tls.Config, error) {
 	ctx := hello.Context()
+	// Refuse what the handshake would refuse anyway before spending an
+	// attestation on it.
+	if !slices.Contains(hello.SupportedVersions, tls.VersionTLS13) {
+		return nil, attest.Fail(attest.ErrConfig, "tls.version", "the client does not offer TLS 1.3, which attested TLS requires")
+	}
 	clientNonce, found, appProtos, err := splitALPN(hello.SupportedProtos)
 	if err != nil {
 		return nil, err
