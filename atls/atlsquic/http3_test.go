@@ -410,8 +410,10 @@ func TestZeroRTTNeverReachesHandler(t *testing.T) {
 			<-handlerIn
 		}
 	}
+	// No verification cache: every appraisal, a resumed one too, reaches
+	// the verifier and its hook.
 	cli := atlstest.NewClient(t, atls.ClientOptions{Verifier: &failureCounter{v: cv, failures: &verifierFailures},
-		AcceptStatic: true, EnableResumption: true})
+		AcceptStatic: true, EnableResumption: true, CacheSize: -1})
 
 	base := withTicketKey([32]byte{'0', 'r', 't', 't'})
 	nonceSrv := atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, EnableResumption: true})
@@ -509,7 +511,10 @@ func TestZeroRTTNeverReachesHandler(t *testing.T) {
 	// RequireHandshake answers 425 instead of calling the handler.
 	cache = ticket(forcedURL)
 	calls0 = handlerCalls.Load()
-	setWait(0)
+	// Hold the client's appraisal (and so its Finished) for a second, so
+	// that the early request is certainly served before the handshake
+	// completes; nothing reaches the handler, so the wait runs out.
+	setWait(time.Second)
 	conn, sent, status = early(forcedURL, cache)
 	defer conn.CloseWithError(0, "")
 	require.Positive(t, sent)
