@@ -406,12 +406,18 @@ func vtCRL(t *testing.T, signer *SimChain, thisUpdate, nextUpdate time.Time, rev
 	return der
 }
 
+// crlSetup is a Milan chain and a report of it, for the CRL tests.
+func crlSetup(t *testing.T) (milan *SimChain, a *SimAttester, report []byte) {
+	milan = testSimChain(t, "Milan")
+	a = vtAttester(t, milan, SimOptions{})
+	report, err := a.Report(vtReportData)
+	require.NoError(t, err)
+	return milan, a, report
+}
+
 func TestVerifyCRL(t *testing.T) {
 	ctx := context.Background()
-	milan := testSimChain(t, "Milan")
-	a := vtAttester(t, milan, SimOptions{})
-	r, err := a.Report(vtReportData)
-	require.NoError(t, err)
+	milan, a, r := crlSetup(t)
 	now := time.Now()
 	day := 24 * time.Hour
 	verify := func(crl []byte) error {
@@ -422,7 +428,7 @@ func TestVerifyCRL(t *testing.T) {
 	// A current CRL that revokes something else: accepted, offline.
 	require.NoError(t, verify(vtCRL(t, milan, now.Add(-day), now.Add(day), big.NewInt(12345))))
 	ev := NewEvidence(r, a.VCEK(), vtCRL(t, milan, now.Add(-day), now.Add(day)))
-	_, err = vtVerifier(t, milan.Roots(), vtPolicy()).Verify(ctx, ev, vtReportData)
+	_, err := vtVerifier(t, milan.Roots(), vtPolicy()).Verify(ctx, ev, vtReportData)
 	require.NoError(t, err)
 
 	requireCheck(t, verify(vtCRL(t, milan, now.Add(-day), now.Add(day), milan.ASK.SerialNumber)), attest.ErrVerification, "snp.revocation")
@@ -622,30 +628,20 @@ func TestMixedRootsAreSimulated(t *testing.T) {
 	mixed := AMDRoots()
 	require.NoError(t, mixed.AddPEM(chain.Roots().PEM()))
 	require.False(t, mixed.Simulated)
-	v, err := NewVerifier(VerifierOptions{Roots: mixed, Policy: pinPolicyForTest(t)})
+	v, err := NewVerifier(VerifierOptions{Roots: mixed, Policy: vtPolicy()})
 	require.NoError(t, err)
 	require.True(t, v.roots.Simulated)
 
-	amd, err := NewVerifier(VerifierOptions{Roots: AMDRoots(), Policy: pinPolicyForTest(t)})
+	amd, err := NewVerifier(VerifierOptions{Roots: AMDRoots(), Policy: vtPolicy()})
 	require.NoError(t, err)
 	require.False(t, amd.roots.Simulated)
-}
-
-func pinPolicyForTest(t *testing.T) *Policy {
-	p := NewPolicy()
-	p.Measurements = []attest.HexBytes{bytes.Repeat([]byte{1}, 48)}
-	require.NoError(t, p.Validate())
-	return p
 }
 
 // The verifier's own CRL is checked instead of the attester's, so that a
 // peer cannot pick an older one; a policy can require a CRL at all.
 func TestVerifierCRLs(t *testing.T) {
 	ctx := context.Background()
-	milan := testSimChain(t, "Milan")
-	a := vtAttester(t, milan, SimOptions{})
-	r, err := a.Report(vtReportData)
-	require.NoError(t, err)
+	milan, a, r := crlSetup(t)
 	now := time.Now()
 	day := 24 * time.Hour
 	clean := vtCRL(t, milan, now.Add(-day), now.Add(day))
@@ -659,7 +655,7 @@ func TestVerifierCRLs(t *testing.T) {
 
 	// The verifier's revoking CRL wins over a clean one from the peer.
 	v := withCRL(vtPolicy(), map[string][]byte{"Milan": revoking})
-	_, err = v.VerifyReport(ctx, r, a.VCEK(), clean, vtReportData)
+	_, err := v.VerifyReport(ctx, r, a.VCEK(), clean, vtReportData)
 	requireCheck(t, err, attest.ErrVerification, "snp.revocation")
 	_, err = v.VerifyReport(ctx, r, a.VCEK(), nil, vtReportData)
 	requireCheck(t, err, attest.ErrVerification, "snp.revocation")
