@@ -59,6 +59,7 @@ var (
 	ErrPolicy            = attest.ErrPolicy
 	ErrConfig            = attest.ErrConfig
 	ErrUnsupported       = attest.ErrUnsupported
+	ErrBusy              = attest.ErrBusy
 )
 
 // RequestClaims returns the verified claims of the client that sent r,

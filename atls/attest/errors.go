@@ -28,6 +28,10 @@ var (
 	// ErrUnsupported: the platform or product is not supported here (for
 	// example no SEV-SNP device, or a product the verifier cannot parse).
 	ErrUnsupported = errors.New("unsupported")
+	// ErrBusy: the attester (or a queue in front of it) is saturated and
+	// refused the request rather than wait without bound. The request may
+	// succeed later; a server may serve static evidence instead.
+	ErrBusy = errors.New("attester busy")
 )
 
 // CheckError names the check that failed. Kind is one of the sentinel
