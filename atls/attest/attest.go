@@ -4,6 +4,12 @@
 // evidence and a TLS key, the claims a verifier hands back, and the error
 // vocabulary every check uses.
 //
+// A [Batcher] in front of any Attester makes one report serve every request
+// that arrived while the previous report was in flight: the report commits
+// to the root of an RFC 9162 Merkle tree over the requests' bindings, and
+// each request's evidence carries its own inclusion proof ([BatchProof]).
+// Verifiers get the REPORT_DATA to expect from [ExpectedReportData].
+//
 // Nothing here knows about AMD SEV-SNP; package snp implements the
 // interfaces for it. Keeping this layer small and pure lets the TLS glue in
 // package atls stay unchanged when another TEE (for example Intel TDX, which
@@ -69,9 +75,13 @@ type Claims struct {
 
 // SNPClaims are the verified fields of an AMD SEV-SNP attestation report.
 // Byte fields are exactly as in the report; TCB values are the raw 64-bit
-// TCB_VERSION encoding.
+// TCB_VERSION encoding, whose layout depends on Product (decode them with
+// the snp package's ProductLine.DecodeTCB).
 type SNPClaims struct {
-	ReportVersion   uint32   `json:"report_version"`
+	ReportVersion uint32 `json:"report_version"`
+	// Product is the product line ("Milan", "Genoa", "Turin") that the
+	// signed evidence shows: the signing certificate's, under whose ARK
+	// it chains, in agreement with the report's CPUID.
 	Product         string   `json:"product"`
 	Signer          string   `json:"signer"` // "VCEK" or "VLEK"
 	GuestSVN        uint32   `json:"guest_svn"`
@@ -96,6 +106,13 @@ type SNPClaims struct {
 	// Firmware version: current and committed (major, minor, build).
 	CurrentVersion   string `json:"current_version"`
 	CommittedVersion string `json:"committed_version"`
+	// LaunchMitVector and CurrentMitVector are LAUNCH_MIT_VECTOR and
+	// CURRENT_MIT_VECTOR, the mitigations in place at launch and when the
+	// report was made, in reports of version 5 and later. Zero in
+	// earlier versions, where those bytes are reserved (and checked to be
+	// zero). JSON leaves them out when zero.
+	LaunchMitVector  uint64 `json:"launch_mit_vector,omitempty"`
+	CurrentMitVector uint64 `json:"current_mit_vector,omitempty"`
 }
 
 // Clone returns a deep copy of c, so that callers may keep or change it

@@ -77,8 +77,14 @@ const (
 	ModeStatic Mode = 0x00
 	// ModeNonce evidence is bound to a fresh nonce chosen by the verifier.
 	ModeNonce Mode = 0x01
-	// ModeBatch is reserved for batched issuance; it is rejected today.
+	// ModeBatch evidence is bound to a fresh nonce chosen by the verifier,
+	// like ModeNonce, through a shared report that commits to the root of
+	// a Merkle tree over several bindings (see BatchProof).
 	ModeBatch Mode = 0x02
+	// ModeBound evidence is not carried in a certificate: it is sent after
+	// the handshake and bound to the TLS exporter of the connection (see
+	// BoundBinding). Certificate bindings never use it.
+	ModeBound Mode = 0x03
 )
 
 func (m Mode) String() string {
@@ -89,24 +95,30 @@ func (m Mode) String() string {
 		return "nonce"
 	case ModeBatch:
 		return "batch"
+	case ModeBound:
+		return "bound"
 	}
 	return fmt.Sprintf("Mode(0x%02x)", byte(m))
 }
 
-// ParseMode accepts "static" or "nonce".
+// ParseMode accepts "static", "nonce", "batch" or "bound".
 func ParseMode(s string) (Mode, error) {
 	switch s {
 	case "static":
 		return ModeStatic, nil
 	case "nonce":
 		return ModeNonce, nil
+	case "batch":
+		return ModeBatch, nil
+	case "bound":
+		return ModeBound, nil
 	}
-	return 0, fmt.Errorf("unknown freshness mode %q (want static or nonce)", s)
+	return 0, fmt.Errorf("unknown freshness mode %q (want static, nonce, batch or bound)", s)
 }
 
 // MarshalText implements encoding.TextMarshaler.
 func (m Mode) MarshalText() ([]byte, error) {
-	if m != ModeStatic && m != ModeNonce {
+	if m != ModeStatic && m != ModeNonce && m != ModeBatch && m != ModeBound {
 		return nil, fmt.Errorf("invalid mode 0x%02x", byte(m))
 	}
 	return []byte(m.String()), nil
@@ -129,7 +141,8 @@ type Binding struct {
 	Mode Mode
 	// SPKIHash is SHA-256 of the certificate's DER SubjectPublicKeyInfo.
 	SPKIHash [sha256.Size]byte
-	// Nonce is the peer's nonce in ModeNonce, all zeros in ModeStatic.
+	// Nonce is the peer's nonce in ModeNonce and ModeBatch, all zeros in
+	// ModeStatic.
 	Nonce [NonceSize]byte
 	// NotBefore and NotAfter are the certificate validity, in whole
 	// seconds since the Unix epoch.
@@ -142,9 +155,9 @@ func (b *Binding) Validate() error {
 		return fmt.Errorf("invalid role 0x%02x", byte(b.Role))
 	}
 	switch b.Mode {
-	case ModeNonce:
+	case ModeNonce, ModeBatch:
 		if b.Nonce == ([NonceSize]byte{}) {
-			return fmt.Errorf("nonce mode needs a non-zero nonce")
+			return fmt.Errorf("%v mode needs a non-zero nonce", b.Mode)
 		}
 	case ModeStatic:
 		if b.Nonce != ([NonceSize]byte{}) {
@@ -180,9 +193,9 @@ func (b *Binding) ReportData() ([ReportDataSize]byte, error) {
 }
 
 // BindingForCertificate builds the binding of cert for the given role,
-// mode and nonce (ignored, and zeroed, in static mode).
+// mode and nonce (kept in nonce and batch mode, zeroed in any other).
 func BindingForCertificate(cert *x509.Certificate, role Role, mode Mode, nonce [NonceSize]byte) Binding {
-	if mode != ModeNonce {
+	if mode != ModeNonce && mode != ModeBatch {
 		nonce = [NonceSize]byte{}
 	}
 	return Binding{
@@ -198,7 +211,7 @@ func BindingForCertificate(cert *x509.Certificate, role Role, mode Mode, nonce [
 // BindingForTemplate is BindingForCertificate for a certificate that is
 // yet to be made: spki is the DER SubjectPublicKeyInfo of its key.
 func BindingForTemplate(spki []byte, notBefore, notAfter time.Time, role Role, mode Mode, nonce [NonceSize]byte) Binding {
-	if mode != ModeNonce {
+	if mode != ModeNonce && mode != ModeBatch {
 		nonce = [NonceSize]byte{}
 	}
 	return Binding{

@@ -200,7 +200,7 @@ func TestEvidenceCertificateRoundTrip(t *testing.T) {
 
 func TestEvidenceBindingInCertificate(t *testing.T) {
 	for _, role := range []attest.Role{attest.RoleServer, attest.RoleClient} {
-		for _, mode := range []attest.Mode{attest.ModeStatic, attest.ModeNonce} {
+		for _, mode := range []attest.Mode{attest.ModeStatic, attest.ModeNonce, attest.ModeBatch} {
 			ev := sampleEvidence(t)
 			require.NoError(t, ev.SetBinding(role, mode))
 			ext, err := ev.Extension()
@@ -734,7 +734,7 @@ func TestEvidenceRecord(t *testing.T) {
 
 func TestBindingRecordRoundTrip(t *testing.T) {
 	for _, role := range []attest.Role{attest.RoleServer, attest.RoleClient} {
-		for _, mode := range []attest.Mode{attest.ModeStatic, attest.ModeNonce} {
+		for _, mode := range []attest.Mode{attest.ModeStatic, attest.ModeNonce, attest.ModeBatch} {
 			t.Run(role.String()+"/"+mode.String(), func(t *testing.T) {
 				ev := &attest.Evidence{Type: "t"} // nil Records
 				require.NoError(t, ev.SetBinding(role, mode))
@@ -766,10 +766,10 @@ func TestBindingRecordRoundTrip(t *testing.T) {
 		role attest.Role
 		mode attest.Mode
 	}{
-		"zero role":  {0, attest.ModeNonce},
-		"bad role":   {'X', attest.ModeStatic},
-		"batch mode": {attest.RoleServer, attest.ModeBatch},
-		"bad mode":   {attest.RoleServer, 9},
+		"zero role": {0, attest.ModeNonce},
+		"bad role":  {'X', attest.ModeStatic},
+		"mode 4":    {attest.RoleServer, attest.ModeBound + 1},
+		"bad mode":  {attest.RoleServer, 9},
 	} {
 		ev := &attest.Evidence{Type: "t"}
 		require.Error(t, ev.SetBinding(tc.role, tc.mode), name)
@@ -808,7 +808,8 @@ func TestBindingRecordRejects(t *testing.T) {
 		"role empty":          {withBinding(attest.BindingMediaType, `{"version":1,"role":"","mode":"nonce"}`), "evidence.binding"},
 		"role letter":         {withBinding(attest.BindingMediaType, `{"version":1,"role":"S","mode":"nonce"}`), "evidence.binding"},
 		"role number":         {withBinding(attest.BindingMediaType, `{"version":1,"role":83,"mode":"nonce"}`), "evidence.binding"},
-		"mode batch":          {withBinding(attest.BindingMediaType, `{"version":1,"role":"server","mode":"batch"}`), "evidence.binding"},
+		"mode batched":        {withBinding(attest.BindingMediaType, `{"version":1,"role":"server","mode":"batched"}`), "evidence.binding"},
+		"mode batch caps":     {withBinding(attest.BindingMediaType, `{"version":1,"role":"server","mode":"Batch"}`), "evidence.binding"},
 		"mode capitalised":    {withBinding(attest.BindingMediaType, `{"version":1,"role":"server","mode":"Nonce"}`), "evidence.binding"},
 		"mode empty":          {withBinding(attest.BindingMediaType, `{"version":1,"role":"server","mode":""}`), "evidence.binding"},
 		"mode number":         {withBinding(attest.BindingMediaType, `{"version":1,"role":"server","mode":1}`), "evidence.binding"},

@@ -39,7 +39,13 @@ func fuzzEvidences(t testing.TB) []*attest.Evidence {
 		strings.Repeat("a-9", attest.MaxLabelSize/3) + "x": {MediaType: "t/" + strings.Repeat("s", 126), Value: []byte{0xfb}},
 	}}
 	require.NoError(t, c.SetBinding(attest.RoleServer, attest.ModeNonce))
-	return []*attest.Evidence{a, b, c}
+	// Batched evidence: a batch-mode binding and an inclusion proof.
+	d := &attest.Evidence{Type: "t", Records: map[string]attest.Record{
+		"report":                {MediaType: "application/vnd.example.report", Value: []byte{9}},
+		attest.BatchRecordLabel: {MediaType: attest.BatchMediaType, Value: (&attest.BatchProof{Index: 1, Size: 2, Path: make([][32]byte, 1)}).Marshal()},
+	}}
+	require.NoError(t, d.SetBinding(attest.RoleServer, attest.ModeBatch))
+	return []*attest.Evidence{a, b, c, d}
 }
 
 // invalidCollections are JSON texts near the valid ones.
