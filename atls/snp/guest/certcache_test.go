@@ -1,4 +1,4 @@
-package snp
+package guest
 
 import (
 	"bytes"
@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/confidential-go/atls/atls/attest"
+	"github.com/confidential-go/atls/atls/snp"
 	"github.com/google/go-sev-guest/abi"
 	"github.com/google/go-sev-guest/kds"
 	"github.com/stretchr/testify/assert"
@@ -147,6 +148,36 @@ func TestCertCacheNoNetworkNeverCallsGetter(t *testing.T) {
 	}
 }
 
+// A Turin VCEK is fetched by its 8-byte hwID and the Turin TCB layout
+// (fmcSPL first), and checked against the report: the real Turin VCEK of
+// ../testdata/oak.
+func TestCertCacheFetchesTurinVCEK(t *testing.T) {
+	der, err := os.ReadFile("../testdata/oak/turin_oc_vcek.der")
+	require.NoError(t, err)
+	chip := make([]byte, abi.ChipIDSize)
+	copy(chip, []byte{0x3b, 0x42, 0x09, 0x2f, 0x69, 0xc6, 0x56, 0xd3})
+	k := signerKey{signer: abi.VcekReportSigner, product: "Turin", chipID: chip, tcb: 0x4700000002000100}
+	g := &ccFakeGetter{body: der}
+	got, err := newVCEKCache(t.TempDir(), true, g, nil).get(t.Context(), k)
+	require.NoError(t, err)
+	require.Equal(t, der, got)
+	require.Equal(t, []string{"https://kdsintf.amd.com/vcek/v1/Turin/3b42092f69c656d3?fmcSPL=0&blSPL=1&teeSPL=0&snpSPL=2&ucodeSPL=71"}, g.urls)
+
+	// The same certificate for another TCB or another chip is refused
+	// (and not stored).
+	for name, k2 := range map[string]signerKey{
+		"tcb":  {signer: abi.VcekReportSigner, product: "Turin", chipID: chip, tcb: 0x4700000003000100},
+		"chip": {signer: abi.VcekReportSigner, product: "Turin", chipID: append([]byte{0x3c}, chip[1:]...), tcb: 0x4700000002000100},
+	} {
+		dir := t.TempDir()
+		_, err := newVCEKCache(dir, true, &ccFakeGetter{body: der}, nil).get(t.Context(), k2)
+		require.Error(t, err, name)
+		entries, err := os.ReadDir(dir)
+		require.NoError(t, err)
+		require.Empty(t, entries, name)
+	}
+}
+
 func TestCertCacheFetchesKDSURLAndStores(t *testing.T) {
 	k := ccKey(t)
 	dir := filepath.Join(t.TempDir(), "cache") // created on first store
@@ -210,7 +241,7 @@ func TestCertCacheRejectsCorruptFile(t *testing.T) {
 		"garbage":    {[]byte("not a certificate"), "not a DER X.509 certificate"},
 		"truncated":  {good[:len(good)/2], "not a DER X.509 certificate"},
 		"empty":      {nil, "empty certificate"},
-		"oversized":  {make([]byte, MaxCertSize+1), "more than the 8192"},
+		"oversized":  {make([]byte, snp.MaxCertSize+1), "more than the 8192"},
 		"pem":        {pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: good}), "PEM, not DER"},
 		"other chip": {ccCert(t, other), "is for chip 4242"},
 		"stale tcb":  {ccCert(t, staleTCB), "firmware update"},
@@ -270,7 +301,8 @@ func TestCertCacheNeverFetchesWhatKDSDoesNotServe(t *testing.T) {
 	traversal := base
 	traversal.product = "../../etc"
 	turin := base
-	turin.product = "Turin"
+	turin.product = "Turin" // a CHIP_ID of 64 bytes, no 8-byte hwID
+	turin.tcb = 0x4700000002000100
 	for name, tc := range map[string]struct {
 		k    signerKey
 		want string
@@ -279,7 +311,7 @@ func TestCertCacheNeverFetchesWhatKDSDoesNotServe(t *testing.T) {
 		"masked chip":       {masked, "MASK_CHIP_ID"},
 		"unknown product":   {unknown, "product line is unknown"},
 		"bad product":       {traversal, "unsupported product line"},
-		"turin":             {turin, "Turin VCEKs"},
+		"turin":             {turin, "8-byte hardware ID"},
 		"unsigned":          {signerKey{signer: abi.NoneReportSigner, product: "Milan"}, "has no certificate"},
 		"short chip id":     {signerKey{signer: abi.VcekReportSigner, product: "Milan", chipID: []byte{1}}, "CHIP_ID is 1 bytes"},
 		"reserved signer 3": {signerKey{signer: 3, product: "Genoa"}, "has no certificate"},

@@ -1,4 +1,4 @@
-package snp
+package guest
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/confidential-go/atls/atls/attest"
+	"github.com/confidential-go/atls/atls/snp"
 	"github.com/google/go-sev-guest/abi"
 	"github.com/google/go-sev-guest/kds"
 	"github.com/google/go-sev-guest/proto/sevsnp"
@@ -65,7 +66,7 @@ func hwReport(t *testing.T, k signerKey, version, fms uint32, reportData [64]byt
 	}
 	b, err := abi.ReportToAbiBytes(r)
 	require.NoError(t, err)
-	require.Len(t, b, ReportSize)
+	require.Len(t, b, snp.ReportSize)
 	return b
 }
 
@@ -108,7 +109,7 @@ func hwAttester(p quoteProvider, opts AttesterOptions) *Attester {
 
 func hwCheckEvidence(t *testing.T, ev *attest.Evidence, report, cert []byte) {
 	t.Helper()
-	p, err := ParseEvidence(ev)
+	p, err := snp.ParseEvidence(ev)
 	require.NoError(t, err)
 	require.Equal(t, report, p.Report)
 	require.Equal(t, cert, p.Cert)
@@ -205,7 +206,7 @@ func TestAttesterEvidenceFallsBackToCache(t *testing.T) {
 			})
 			ev, err := a.evidence(t.Context(), tc.raw, rd)
 			require.NoError(t, err)
-			hwCheckEvidence(t, ev, tc.raw[:ReportSize], want)
+			hwCheckEvidence(t, ev, tc.raw[:snp.ReportSize], want)
 			require.Equal(t, []string{kds.VCEKCertURL(tc.k.product, tc.k.chipID, tc.k.tcb)}, g.urls)
 			if tc.warns {
 				require.Contains(t, logs.String(), "unusable")
@@ -265,7 +266,7 @@ func TestAttesterEvidenceRejectsMalformed(t *testing.T) {
 		want string
 	}{
 		"empty":             {nil, "report is 0 bytes, want 1184"},
-		"short":             {good[:ReportSize-1], "want 1184"},
+		"short":             {good[:snp.ReportSize-1], "want 1184"},
 		"longer report":     {append(bytes.Clone(good), bytes.Repeat([]byte{0xAA}, 64)...), "reports of other sizes are not supported"},
 		"overflowing table": {append(bytes.Clone(good), overflow...), "spans bytes"},
 		"truncated table":   {append(bytes.Clone(good), hwTable(hwEntry{abi.VcekGUID, vcek})[:200]...), "not a certificate table"},
@@ -333,7 +334,7 @@ func TestAttesterAttestThroughProvider(t *testing.T) {
 	// Default VMPL, then an explicit one.
 	ev, err := hwAttester(p, AttesterOptions{}).Attest(t.Context(), hwReportData(7))
 	require.NoError(t, err)
-	pe, err := ParseEvidence(ev)
+	pe, err := snp.ParseEvidence(ev)
 	require.NoError(t, err)
 	require.Equal(t, vcek, pe.Cert)
 	vmpl := 2
@@ -367,7 +368,7 @@ func TestAttesterAttestDeviceFailures(t *testing.T) {
 
 	p = &hwFakeProvider{t: t, key: k, panic: true}
 	_, err = hwAttester(p, AttesterOptions{}).Attest(t.Context(), hwReportData(9))
-	require.ErrorContains(t, err, "panicked")
+	require.ErrorContains(t, err, "panic getting a report from fake")
 
 	p = &hwFakeProvider{t: t, key: k}
 	ctx, cancel := context.WithCancel(t.Context())

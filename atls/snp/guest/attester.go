@@ -1,15 +1,18 @@
-package snp
+package guest
 
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
-	"strings"
+	"time"
 
 	"github.com/confidential-go/atls/atls/attest"
+	"github.com/confidential-go/atls/atls/snp"
 	"github.com/google/go-sev-guest/abi"
-	"github.com/google/go-sev-guest/client"
 	"github.com/google/go-sev-guest/kds"
 	"github.com/google/go-sev-guest/verify/trust"
 )
@@ -18,7 +21,8 @@ import (
 type AttesterOptions struct {
 	// VMPL is the privilege level to request the report at (0-3). Nil
 	// leaves it to the driver (VMPL 0 with /dev/sev-guest; the kernel's
-	// default with configfs-tsm).
+	// default with configfs-tsm); go-sev-guest's default_vmpl flag is
+	// never consulted.
 	VMPL *int
 	// CertCacheDir is a directory of VCEK (or VLEK) certificates, DER,
 	// named vcek-<product>-<chip id>-<tcb>.der (vlek-<product>-<tcb>.der),
@@ -37,10 +41,19 @@ type AttesterOptions struct {
 	// Logger receives diagnostics (a rejected host certificate, a
 	// download). Nil discards them.
 	Logger *slog.Logger
+	// DeviceInterval is the least time between two commands sent to
+	// /dev/sev-guest (configfs-tsm is not affected: the kernel paces
+	// it). Zero means automatic: none on Linux 6.2 and later, whose
+	// driver serializes commands and retries those the host throttles;
+	// 2 s (go-sev-guest's default) on older kernels, whose driver
+	// disables the device for good when the host throttles a command.
+	// Negative means none, whatever the kernel.
+	DeviceInterval time.Duration
 }
 
-// quoteProvider is the part of go-sev-guest's quote providers the
-// attester uses; tests substitute a fake.
+// quoteProvider gets raw extended reports: configfsQuotes or
+// deviceQuotes (shaped like go-sev-guest's quote providers); tests
+// substitute a fake.
 type quoteProvider interface {
 	// GetRawQuote returns the report followed by the certificate table,
 	// at the driver's default VMPL.
@@ -51,24 +64,14 @@ type quoteProvider interface {
 
 // Attester produces SEV-SNP evidence on a real SEV-SNP guest. It
 // implements attest.Attester and is safe for concurrent use: requests to
-// the security processor are serialized, since the guest driver handles
-// one message at a time and throttles bursts.
+// the secure processor are serialized, since the guest driver handles
+// one message at a time.
 //
-// It reaches the hardware through go-sev-guest, which has global state
-// that importing this package brings in:
-//
-//   - go-sev-guest's client package registers flags on flag.CommandLine at
-//     init (sev_guest_device_path, self_throttle_duration,
-//     self_throttle_burst, default_vmpl). Nothing here calls flag.Parse or
-//     needs them set; our CLI parses its own flag.FlagSet, so they never
-//     show in its usage. A program that parses flag.CommandLine lists them,
-//     and its -default_vmpl then decides what a nil AttesterOptions.VMPL
-//     means.
-//   - go-sev-guest logs through github.com/google/logger, which prints
-//     "Logging before logger.Init" to stderr on first use. The attester
-//     avoids the go-sev-guest calls that log (CertTable.Proto,
-//     GetQuoteProto) and does not call logger.Init, which would change
-//     process-wide state; it logs through AttesterOptions.Logger.
+// It keeps the guest interface open until [Attester.Close]. On the
+// /dev/sev-guest path a report takes one command once the size of the
+// host's certificate table is known, and commands are spaced as
+// [AttesterOptions.DeviceInterval] says, not by go-sev-guest's
+// process-wide self_throttle_duration flag.
 type Attester struct {
 	qp     quoteProvider
 	source string // which interface qp uses, for messages
@@ -76,6 +79,8 @@ type Attester struct {
 	certs  *vcekCache
 	log    *slog.Logger
 	device chan struct{} // a mutex that a context can abandon
+	closer io.Closer     // releases the guest interface; nil if none
+	closed bool          // guarded by device
 
 	// cpuProduct returns the product line of this machine from CPUID,
 	// for reports that do not say it themselves. Swapped out in tests.
@@ -86,23 +91,41 @@ var _ attest.Attester = (*Attester)(nil)
 
 // NewAttester opens the SEV-SNP guest interface: configfs-tsm
 // (/sys/kernel/config/tsm/report) if the kernel offers it for SEV-SNP,
-// otherwise /dev/sev-guest. On a machine without SEV-SNP it returns an
-// error wrapping attest.ErrUnsupported.
+// otherwise /dev/sev-guest, which stays open until [Attester.Close]. On a
+// machine without SEV-SNP it returns an error wrapping
+// attest.ErrUnsupported.
 func NewAttester(opts AttesterOptions) (*Attester, error) {
 	if opts.VMPL != nil && (*opts.VMPL < 0 || *opts.VMPL > 3) {
 		return nil, attest.Fail(attest.ErrConfig, "snp.attester", "VMPL %d is out of range (0-3)", *opts.VMPL)
 	}
-	// go-sev-guest tries configfs-tsm first, then /dev/sev-guest.
-	p, err := client.GetLeveledQuoteProvider()
-	if err != nil {
+	qp, source, closer, err := openProvider(opts)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return nil, attest.Fail(attest.ErrUnsupported, "snp.attester",
 			"SEV-SNP is not available on this machine (no configfs-tsm report provider and no /dev/sev-guest); use the simulator for development")
+	case errors.Is(err, errors.ErrUnsupported):
+		return nil, attest.Fail(attest.ErrUnsupported, "snp.attester", "%w", err)
+	case err != nil:
+		// Most likely permissions: the device exists.
+		return nil, attest.Fail(attest.ErrConfig, "snp.attester", "cannot use the SEV-SNP guest interface: %w", err)
 	}
-	qp, ok := p.(quoteProvider)
-	if !ok {
-		return nil, attest.Fail(attest.ErrUnsupported, "snp.attester", "go-sev-guest quote provider %T cannot get reports at the default VMPL", p)
+	a := newAttester(qp, source, opts)
+	a.closer = closer
+	return a, nil
+}
+
+// Close releases the guest interface. Attest fails after Close.
+func (a *Attester) Close() error {
+	a.device <- struct{}{}
+	defer func() { <-a.device }()
+	if a.closed {
+		return nil
 	}
-	return newAttester(qp, sourceName(p), opts), nil
+	a.closed = true
+	if a.closer == nil {
+		return nil
+	}
+	return a.closer.Close()
 }
 
 // newAttester builds an attester around qp, without touching the machine.
@@ -124,19 +147,6 @@ func newAttester(qp quoteProvider, source string, opts AttesterOptions) *Atteste
 		a.vmpl = &v
 	}
 	return a
-}
-
-// sourceName names the interface a go-sev-guest provider uses. It goes by
-// the type name because the provider types exist only on Linux builds.
-func sourceName(p any) string {
-	t := fmt.Sprintf("%T", p)
-	switch {
-	case strings.Contains(t, "ConfigFs"):
-		return "configfs-tsm"
-	case strings.Contains(t, "Ioctl"):
-		return "/dev/sev-guest"
-	}
-	return t
 }
 
 // Attest gets an extended attestation report carrying reportData and
@@ -163,12 +173,15 @@ func (a *Attester) rawQuote(ctx context.Context, reportData [64]byte) (raw []byt
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if a.closed {
+		return nil, fmt.Errorf("snp: the attester is closed")
+	}
 	defer func() {
-		// go-sev-guest parses the host-supplied certificate table
-		// without checking for offset overflow; a malicious host must
-		// not be able to crash the guest application.
+		// The providers handle data from the host (the certificate
+		// table) through go-sev-guest and go-configfs-tsm; a malicious
+		// host must not be able to crash the guest application.
 		if r := recover(); r != nil {
-			raw, err = nil, fmt.Errorf("snp: go-sev-guest panicked getting a report from %s: %v", a.source, r)
+			raw, err = nil, fmt.Errorf("snp: panic getting a report from %s: %v", a.source, r)
 		}
 	}()
 	if a.vmpl != nil {
@@ -206,12 +219,12 @@ func (a *Attester) evidence(ctx context.Context, raw []byte, reportData [64]byte
 			return nil, err
 		}
 	}
-	return NewEvidence(x.report, cert, nil), nil
+	return snp.NewEvidence(x.report, cert, nil), nil
 }
 
 // extendedReport is a report with the host's certificate table.
 type extendedReport struct {
-	report     []byte // exactly ReportSize bytes
+	report     []byte // exactly snp.ReportSize bytes
 	reportData [64]byte
 	key        signerKey // product is "" when neither the report nor the table says
 	// tableCert is the host's certificate for key.signer, nil if absent.
@@ -223,15 +236,15 @@ type extendedReport struct {
 // table (possibly empty). Both come from the host, which SEV-SNP does not
 // trust, so every offset is checked.
 func parseExtendedReport(raw []byte) (*extendedReport, error) {
-	if len(raw) < ReportSize {
-		return nil, fmt.Errorf("snp: the attestation report is %d bytes, want %d", len(raw), ReportSize)
+	if len(raw) < snp.ReportSize {
+		return nil, fmt.Errorf("snp: the attestation report is %d bytes, want %d", len(raw), snp.ReportSize)
 	}
-	report, tail := raw[:ReportSize:ReportSize], raw[ReportSize:]
+	report, tail := raw[:snp.ReportSize:snp.ReportSize], raw[snp.ReportSize:]
 	table, err := parseCertTable(tail)
 	if err != nil {
 		// Either the table is corrupt or the firmware returned a report
 		// longer than the 1184 bytes this evidence format carries.
-		return nil, fmt.Errorf("snp: the %d bytes after the %d-byte report are not a certificate table (reports of other sizes are not supported): %w", len(tail), ReportSize, err)
+		return nil, fmt.Errorf("snp: the %d bytes after the %d-byte report are not a certificate table (reports of other sizes are not supported): %w", len(tail), snp.ReportSize, err)
 	}
 	r, err := abi.ReportToProto(report)
 	if err != nil {

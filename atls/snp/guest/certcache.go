@@ -1,4 +1,4 @@
-package snp
+package guest
 
 import (
 	"bytes"
@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 
 	"github.com/confidential-go/atls/atls/attest"
+	"github.com/confidential-go/atls/atls/snp"
 	"github.com/google/go-sev-guest/abi"
 	"github.com/google/go-sev-guest/kds"
 	"github.com/google/go-sev-guest/verify/trust"
@@ -85,18 +86,19 @@ func (k signerKey) kdsURL() (string, error) {
 	if k.signer != abi.VcekReportSigner {
 		return "", fmt.Errorf("AMD KDS serves VLEK certificates only to the cloud provider that owns them")
 	}
-	if k.product == "Turin" {
-		// Turin VCEKs are indexed by the first 8 bytes of CHIP_ID and a
-		// different TCB layout (with an FMC SPL) that go-sev-guest
-		// v0.15.0 does not build URLs for.
-		return "", fmt.Errorf("this version cannot build AMD KDS URLs for Turin VCEKs")
+	line, err := snp.ParseProductLine(k.product)
+	if err != nil {
+		return "", err
 	}
-	return kds.VCEKCertURL(k.product, k.chipID, k.tcb), nil
+	// Turin VCEKs are indexed by the first 8 bytes of CHIP_ID and by
+	// the FMC level of the Turin TCB layout.
+	return snp.VCEKURL(line, k.chipID, uint64(k.tcb))
 }
 
 // checkSignerCert checks that der looks like the certificate of k: at most
-// MaxCertSize bytes, X.509, a P-384 ECDSA key, and, where go-sev-guest can
-// read AMD's extensions, the same chip and TCB. It does not check the
+// [snp.MaxCertSize] bytes, X.509, a P-384 ECDSA key, and AMD's extensions
+// (snp.ParseCertExtensions, for every product line) naming the same chip
+// and TCB. It does not check the
 // signature chain: the verifier does that against its own roots. The point
 // is to fail here, with a message naming the file or source, instead of
 // sending evidence every verifier will reject.
@@ -104,8 +106,8 @@ func checkSignerCert(der []byte, k signerKey) error {
 	if len(der) == 0 {
 		return errors.New("empty certificate")
 	}
-	if len(der) > MaxCertSize {
-		return fmt.Errorf("%d bytes, more than the %d a certificate may have", len(der), MaxCertSize)
+	if len(der) > snp.MaxCertSize {
+		return fmt.Errorf("%d bytes, more than the %d a certificate may have", len(der), snp.MaxCertSize)
 	}
 	if bytes.HasPrefix(bytes.TrimSpace(der), []byte("-----BEGIN")) {
 		return errors.New("PEM, not DER (convert with: openssl x509 -outform der)")
@@ -118,20 +120,15 @@ func checkSignerCert(der []byte, k signerKey) error {
 	if !ok || pub.Curve != elliptic.P384() {
 		return fmt.Errorf("certificate %q does not have a P-384 ECDSA key, so it is not a VCEK or VLEK", cert.Subject.CommonName)
 	}
-	exts, err := kds.CertificateExtensions(cert, k.signer)
+	exts, err := snp.ParseCertExtensions(cert, k.signer)
 	if err != nil {
-		if k.product == "Turin" {
-			// go-sev-guest v0.15.0 cannot parse the Turin HWID
-			// extension; leave the decision to the verifier.
-			return nil
-		}
 		return fmt.Errorf("certificate %q lacks AMD's %v extensions: %w", cert.Subject.CommonName, k.signer, err)
 	}
-	if k.signer == abi.VcekReportSigner && !k.chipMasked() && !bytes.Equal(exts.HWID, k.chipID) {
-		return fmt.Errorf("certificate is for chip %.16x…, the report is from chip %.16x…", exts.HWID, k.chipID)
+	if k.signer == abi.VcekReportSigner && !k.chipMasked() && !snp.HWIDMatchesChipID(exts.Product, exts.HWID, k.chipID) {
+		return fmt.Errorf("certificate is for chip %x, the report is from chip %.16x…", exts.HWID, k.chipID)
 	}
-	if exts.TCBVersion != k.tcb {
-		return fmt.Errorf("certificate is for TCB %#016x, the report has TCB %#016x (a firmware update changes the VCEK; fetch the new one)", uint64(exts.TCBVersion), uint64(k.tcb))
+	if exts.TCB != uint64(k.tcb) {
+		return fmt.Errorf("certificate is for TCB %#016x, the report has TCB %#016x (a firmware update changes the VCEK; fetch the new one)", exts.TCB, uint64(k.tcb))
 	}
 	return nil
 }
@@ -273,7 +270,7 @@ func (c *vcekCache) load(name string, k signerKey) ([]byte, error) {
 		return nil, fmt.Errorf("%s is not a regular file", path)
 	}
 	// Read one byte more than allowed to tell "at the cap" from "over".
-	der, err := io.ReadAll(io.LimitReader(f, MaxCertSize+1))
+	der, err := io.ReadAll(io.LimitReader(f, snp.MaxCertSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
