@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/google/go-sev-guest/abi"
-	"github.com/google/go-sev-guest/kds"
 
 	"github.com/confidential-go/atls/atls/attest"
 )
@@ -33,6 +32,10 @@ type Description struct {
 	// Binding is the binding record (role and freshness mode) when the
 	// evidence carries a well-formed one.
 	Binding *attest.BindingParams `json:"binding,omitempty"`
+	// BatchProof is the batch-proof record of batched evidence, when it
+	// carries a well-formed one. It is decoded, not checked: which leaf it
+	// proves is known only to a verifier that recomputes the binding.
+	BatchProof *BatchProofDescription `json:"batch_proof,omitempty"`
 	// Report is the decoded attestation report.
 	Report ReportDescription `json:"report"`
 	// SignerCert describes the VCEK or VLEK certificate in the evidence.
@@ -43,6 +46,15 @@ type Description struct {
 	// record, an unparsable certificate, unknown platform info bits).
 	// Decoding went on without those parts.
 	Problems []string `json:"problems,omitempty"`
+}
+
+// BatchProofDescription is the inclusion proof of batched evidence: the
+// certificate's leaf index in a tree of Size leaves whose root the report
+// commits to, and the number of sibling hashes of the proof.
+type BatchProofDescription struct {
+	Index      uint32 `json:"index"`
+	Size       uint32 `json:"size"`
+	PathLength int    `json:"path_length"`
 }
 
 // ReportDescription is an attestation report, field by field, in the
@@ -115,30 +127,53 @@ func (h *Hex64) UnmarshalText(b []byte) error {
 
 func (h Hex64) String() string { return fmt.Sprintf("0x%016x", uint64(h)) }
 
-// TCBDescription is a TCB_VERSION split into its security patch levels
-// (the Milan and Genoa layout).
+// TCBDescription is a TCB_VERSION split into its security patch levels,
+// in the layout of the report's product line (ProductLine.DecodeTCB).
 type TCBDescription struct {
-	Raw        Hex64 `json:"raw"`
-	Bootloader uint8 `json:"bootloader"`
-	TEE        uint8 `json:"tee"`
-	SNP        uint8 `json:"snp"`
-	Microcode  uint8 `json:"microcode"`
-	// Reserved holds bytes 2-5, which are zero in the Milan and Genoa
-	// layout.
+	Raw Hex64 `json:"raw"`
+	// FMC is set for product lines with an FMC level (Turin and later).
+	FMC        *uint8 `json:"fmc,omitempty"`
+	Bootloader uint8  `json:"bootloader"`
+	TEE        uint8  `json:"tee"`
+	SNP        uint8  `json:"snp"`
+	Microcode  uint8  `json:"microcode"`
+	// Reserved holds the reserved bytes, which are zero: bytes 2-5 in
+	// the Milan and Genoa layout, bytes 4-6 (and a zero) in Turin's.
 	Reserved [4]uint8 `json:"reserved"`
 }
 
-func describeTCB(v uint64) TCBDescription {
-	p := kds.DecomposeTCBVersion(kds.TCBVersion(v))
-	return TCBDescription{
-		Raw: Hex64(v), Bootloader: p.BlSpl, TEE: p.TeeSpl, SNP: p.SnpSpl, Microcode: p.UcodeSpl,
-		Reserved: [4]uint8{p.Spl4, p.Spl5, p.Spl6, p.Spl7},
+// describeTCB splits v in the layout of product line p (the Milan and
+// Genoa layout when p is unknown).
+func describeTCB(p ProductLine, v uint64) TCBDescription {
+	t := p.DecodeTCB(v)
+	d := TCBDescription{Raw: Hex64(v), Bootloader: t.Bootloader, TEE: t.TEE, SNP: t.SNP, Microcode: t.Microcode}
+	if p.HasFMC() {
+		d.FMC = &t.FMC
 	}
+	for j, i := range reservedBytes(p) {
+		d.Reserved[j] = uint8(v >> (8 * i))
+	}
+	return d
 }
 
-// String is the TCB as "0x... (bootloader B, tee T, snp S, microcode M)".
+// reservedBytes lists the byte positions that p's TCB layout reserves.
+func reservedBytes(p ProductLine) []int {
+	var out []int
+	for i := 0; i < 8; i++ {
+		if p.layout().reserved>>(8*i)&0xff != 0 {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// String is the TCB as "0x... ([fmc F, ]bootloader B, tee T, snp S, microcode M)".
 func (t TCBDescription) String() string {
-	s := fmt.Sprintf("%v (bootloader %d, tee %d, snp %d, microcode %d", t.Raw, t.Bootloader, t.TEE, t.SNP, t.Microcode)
+	fmc := ""
+	if t.FMC != nil {
+		fmc = fmt.Sprintf("fmc %d, ", *t.FMC)
+	}
+	s := fmt.Sprintf("%v (%sbootloader %d, tee %d, snp %d, microcode %d", t.Raw, fmc, t.Bootloader, t.TEE, t.SNP, t.Microcode)
 	if t.Reserved != [4]uint8{} {
 		s += fmt.Sprintf(", reserved %v", t.Reserved)
 	}
@@ -242,6 +277,25 @@ func DescribeEvidence(ev *attest.Evidence) (*Description, error) {
 	} else {
 		d.Problems = append(d.Problems, "no binding record (raw platform evidence, not from an attested certificate)")
 	}
+	if r, ok := ev.Records[attest.BatchRecordLabel]; ok {
+		bp, err := attest.ParseBatchProof(r.Value)
+		switch {
+		case r.MediaType != attest.BatchMediaType:
+			d.Problems = append(d.Problems, fmt.Sprintf("batch-proof record: media type %q, want %q", r.MediaType, attest.BatchMediaType))
+		case err != nil:
+			d.Problems = append(d.Problems, fmt.Sprintf("batch-proof record: %v", err))
+		default:
+			d.BatchProof = &BatchProofDescription{Index: bp.Index, Size: bp.Size, PathLength: len(bp.Path)}
+		}
+	}
+	_, hasProof := ev.Records[attest.BatchRecordLabel]
+	if b := d.Binding; b != nil && hasProof != (b.Mode == attest.ModeBatch) {
+		with := "without"
+		if hasProof {
+			with = "with"
+		}
+		d.Problems = append(d.Problems, fmt.Sprintf("%s-mode evidence %s a batch-proof record (verifiers refuse it: batch.proof)", b.Mode, with))
+	}
 
 	rd := &d.Report
 	rd.Version = r.GetVersion()
@@ -255,7 +309,6 @@ func DescribeEvidence(ev *attest.Evidence) (*Description, error) {
 	if rd.SignatureAlg == abi.SignEcdsaP384Sha384 {
 		rd.SignatureAlgName = "ECDSA P-384 with SHA-384"
 	}
-	rd.CurrentTCB = describeTCB(r.GetCurrentTcb())
 	rd.PlatformInfo, err = describePlatformInfo(r.GetPlatformInfo())
 	if err != nil {
 		d.Problems = append(d.Problems, fmt.Sprintf("platform info: %v", err))
@@ -272,18 +325,17 @@ func DescribeEvidence(ev *attest.Evidence) (*Description, error) {
 	rd.AuthorKeyDigest = r.GetAuthorKeyDigest()
 	rd.ReportID = r.GetReportId()
 	rd.ReportIDMA = r.GetReportIdMa()
-	rd.ReportedTCB = describeTCB(r.GetReportedTcb())
 	if rd.Version >= abi.ReportVersion3 {
 		f, m, s := abi.FmsFromCpuid1Eax(r.GetCpuid1EaxFms())
 		rd.CPUID = &CPUIDDescription{Family: f, Model: m, Stepping: s}
-		rd.ProductLine = productLine(kds.ProductLineFromFms(r.GetCpuid1EaxFms()))
+		if line, known, _ := cpuidLine(f, m); known {
+			rd.ProductLine = line.String()
+		}
 	}
 	rd.ChipID = r.GetChipId()
 	rd.ChipIDMasked = zeroBytes(rd.ChipID)
-	rd.CommittedTCB = describeTCB(r.GetCommittedTcb())
 	rd.CurrentVersion = currentVersion(r)
 	rd.CommittedVersion = committedVersion(r)
-	rd.LaunchTCB = describeTCB(r.GetLaunchTcb())
 	if rd.Version >= abi.ReportVersion5 {
 		l, c := Hex64(r.GetLaunchMitVector()), Hex64(r.GetCurrentMitVector())
 		rd.LaunchMitVector, rd.CurrentMitVector = &l, &c
@@ -293,12 +345,18 @@ func DescribeEvidence(ev *attest.Evidence) (*Description, error) {
 	rd.SignatureR = bigEndian(p.Report[sigOffset : sigOffset+sigPart])
 	rd.SignatureS = bigEndian(p.Report[sigOffset+sigPart : sigOffset+2*sigPart])
 
-	d.SignerCert = describeCert(p.Cert, info.SigningKey, d)
-	if rd.ProductLine == "" && d.SignerCert.ProductName != "" {
-		if sp, err := kds.ParseProductName(d.SignerCert.ProductName, info.SigningKey); err == nil {
-			rd.ProductLine = productLine(kds.ProductLine(sp))
-		}
+	var certLine ProductLine
+	d.SignerCert, certLine = describeCert(p.Cert, info.SigningKey, d)
+	if rd.ProductLine == "" && certLine != ProductUnknown {
+		// A version 2 report, or a CPUID not in the table: the
+		// certificate's product name says.
+		rd.ProductLine = certLine.String()
 	}
+	line, _ := ParseProductLine(rd.ProductLine)
+	rd.CurrentTCB = describeTCB(line, r.GetCurrentTcb())
+	rd.ReportedTCB = describeTCB(line, r.GetReportedTcb())
+	rd.CommittedTCB = describeTCB(line, r.GetCommittedTcb())
+	rd.LaunchTCB = describeTCB(line, r.GetLaunchTcb())
 	if p.CRL != nil {
 		if crl, err := x509.ParseRevocationList(p.CRL); err != nil {
 			d.Problems = append(d.Problems, fmt.Sprintf("CRL: %v", err))
@@ -344,14 +402,15 @@ func describePlatformInfo(v uint64) (PlatformInfoDescription, error) {
 	}, err
 }
 
-// describeCert decodes the signer's certificate; problems go to d.
-func describeCert(der []byte, signer abi.ReportSigner, d *Description) CertDescription {
+// describeCert decodes the signer's certificate, and returns the product
+// line its product name names; problems go to d.
+func describeCert(der []byte, signer abi.ReportSigner, d *Description) (CertDescription, ProductLine) {
 	sum := sha256.Sum256(der)
 	out := CertDescription{SHA256: sum[:]}
 	c, err := x509.ParseCertificate(der)
 	if err != nil {
 		d.Problems = append(d.Problems, fmt.Sprintf("%v certificate: %v", signer, err))
-		return out
+		return out, ProductUnknown
 	}
 	out.Subject = c.Subject.String()
 	out.Issuer = c.Issuer.String()
@@ -360,19 +419,19 @@ func describeCert(der []byte, signer abi.ReportSigner, d *Description) CertDescr
 	out.SignatureAlgorithm = c.SignatureAlgorithm.String()
 	out.PublicKeyAlgorithm = c.PublicKeyAlgorithm.String()
 	if signer != abi.VcekReportSigner && signer != abi.VlekReportSigner {
-		return out
+		return out, ProductUnknown
 	}
-	exts, err := kds.CertificateExtensions(c, signer)
+	exts, err := ParseCertExtensions(c, signer)
 	if err != nil {
 		d.Problems = append(d.Problems, fmt.Sprintf("%v certificate AMD extensions: %v", signer, err))
-		return out
+		return out, ProductUnknown
 	}
 	out.ProductName = exts.ProductName
-	t := describeTCB(uint64(exts.TCBVersion))
+	t := describeTCB(exts.Product, exts.TCB)
 	out.TCB = &t
 	out.HWID = bytes.Clone(exts.HWID)
-	out.CSPID = exts.CspID
-	return out
+	out.CSPID = exts.CSPID
+	return out, exts.Product
 }
 
 // bigEndian reverses a little-endian number and drops its leading zero

@@ -3,6 +3,7 @@ package snp
 import (
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -156,11 +157,29 @@ func TestDescribeEvidenceRealReports(t *testing.T) {
 			require.Equal(t, r.GetMeasurement(), []byte(d.Report.Measurement))
 			require.Equal(t, r.GetVersion(), d.Report.Version)
 			require.Equal(t, Hex64(r.GetReportedTcb()), d.Report.ReportedTCB.Raw)
-			require.Contains(t, []string{"Milan", "Genoa"}, d.Report.ProductLine)
+			require.Contains(t, []string{"Milan", "Genoa", "Turin"}, d.Report.ProductLine)
 			require.NotNil(t, d.SignerCert.TCB, "problems: %v", d.Problems)
+			require.Equal(t, d.Report.ReportedTCB, *d.SignerCert.TCB)
+			// The Turin layout has an FMC level; the others do not.
+			require.Equal(t, d.Report.ProductLine == "Turin", d.Report.ReportedTCB.FMC != nil)
 			require.Equal(t, d.Report.SignerInfo.SigningKey == "VCEK", d.SignerCert.CSPID == "")
 		})
 	}
+}
+
+// A Turin TCB is described in the Turin layout.
+func TestDescribeTurinTCB(t *testing.T) {
+	d := describeTCB(ProductTurin, 0x4700000002000100)
+	require.NotNil(t, d.FMC)
+	require.Equal(t, uint8(0), *d.FMC)
+	require.Equal(t, [4]uint8{1, 0, 2, 71}, [4]uint8{d.Bootloader, d.TEE, d.SNP, d.Microcode})
+	require.Equal(t, "0x4700000002000100 (fmc 0, bootloader 1, tee 0, snp 2, microcode 71)", d.String())
+	d = describeTCB(ProductTurin, 0x4700010002000103)
+	require.Equal(t, uint8(3), *d.FMC)
+	require.Equal(t, [4]uint8{0, 1, 0, 0}, d.Reserved)
+	m := describeTCB(ProductMilan, 0xdb18000000000004)
+	require.Nil(t, m.FMC)
+	require.Equal(t, [4]uint8{4, 0, 24, 219}, [4]uint8{m.Bootloader, m.TEE, m.SNP, m.Microcode})
 }
 
 func TestDescribeJSONRoundTrip(t *testing.T) {
@@ -182,4 +201,95 @@ func TestDescribeJSONRoundTrip(t *testing.T) {
 	for _, bad := range []string{`"12"`, `"0x"`, `"0x12345678901234567"`, `"0xzz"`} {
 		require.Error(t, json.Unmarshal([]byte(bad), &h), bad)
 	}
+}
+
+// Batched evidence: the platform verifier and the describer accept the
+// batch-proof record; the verifier, given the REPORT_DATA the proof leads
+// to, accepts each leaf's evidence, and no other leaf's.
+func TestBatchedEvidence(t *testing.T) {
+	chain := testSimChain(t, "Milan")
+	a := vtAttester(t, chain, SimOptions{})
+	v := vtVerifier(t, chain.Roots(), vtPolicy())
+	b, err := attest.NewBatcher(a, attest.BatcherOptions{MaxSize: 3, MaxWait: time.Hour})
+	require.NoError(t, err)
+
+	bindings := make([]attest.Binding, 3)
+	evs := make([]*attest.Evidence, 3)
+	errs := make([]error, 3)
+	var wg sync.WaitGroup
+	for i := range bindings {
+		bindings[i] = attest.Binding{Role: attest.RoleServer, Mode: attest.ModeBatch, SPKIHash: [32]byte{byte(i)},
+			Nonce: [32]byte{1, byte(i)}, NotBefore: 1700000000, NotAfter: 1700000600}
+		leaf, err := bindings[i].ReportData()
+		require.NoError(t, err)
+		wg.Go(func() { evs[i], errs[i] = b.Attest(t.Context(), leaf) })
+	}
+	wg.Wait()
+	require.Equal(t, uint64(1), b.Reports())
+	seen := map[uint32]bool{}
+	for i, ev := range evs {
+		require.NoError(t, errs[i])
+		require.NoError(t, ev.SetBinding(attest.RoleServer, attest.ModeBatch))
+		p, err := ParseEvidence(ev)
+		require.NoError(t, err)
+		require.Len(t, p.Report, ReportSize)
+
+		want, err := attest.ExpectedReportData(ev, bindings[i])
+		require.NoError(t, err)
+		claims, err := v.Verify(t.Context(), ev, want)
+		require.NoError(t, err)
+		require.Equal(t, want[:], []byte(claims.ReportData))
+		other, err := attest.ExpectedReportData(ev, bindings[(i+1)%3])
+		require.NoError(t, err)
+		_, err = v.Verify(t.Context(), ev, other)
+		require.ErrorIs(t, err, attest.ErrBinding)
+		require.Equal(t, "snp.report_data", attest.FailedCheck(err))
+
+		d, err := DescribeEvidence(ev)
+		require.NoError(t, err)
+		require.Empty(t, d.Problems)
+		require.Equal(t, attest.ModeBatch, d.Binding.Mode)
+		// Arrival order decides the index; the last leaf of three has one
+		// sibling, the others two.
+		require.NotNil(t, d.BatchProof)
+		require.Equal(t, uint32(3), d.BatchProof.Size)
+		require.Equal(t, map[uint32]int{0: 2, 1: 2, 2: 1}[d.BatchProof.Index], d.BatchProof.PathLength)
+		require.False(t, seen[d.BatchProof.Index])
+		seen[d.BatchProof.Index] = true
+		j, err := json.Marshal(d)
+		require.NoError(t, err)
+		require.Contains(t, string(j), `"batch_proof":{"index":`)
+		require.Contains(t, string(j), `"mode":"batch"`)
+	}
+
+	// A malformed proof is a problem for the describer, not an error.
+	ev := evs[0]
+	ev.Records[attest.BatchRecordLabel] = attest.Record{MediaType: attest.BatchMediaType, Value: []byte{2, 0, 0, 0, 0, 0, 0, 0, 1}}
+	d, err := DescribeEvidence(ev)
+	require.NoError(t, err)
+	require.Nil(t, d.BatchProof)
+	require.Contains(t, strings.Join(d.Problems, "\n"), "batch.proof")
+	ev.Records[attest.BatchRecordLabel] = attest.Record{MediaType: "application/octet-stream", Value: []byte{1}}
+	d, err = DescribeEvidence(ev)
+	require.NoError(t, err)
+	require.Nil(t, d.BatchProof)
+	require.Contains(t, strings.Join(d.Problems, "\n"), "media type")
+	// A proof in nonce mode, or none in batch mode, is a problem too.
+	ev.Records[attest.BatchRecordLabel] = evs[1].Records[attest.BatchRecordLabel]
+	require.NoError(t, ev.SetBinding(attest.RoleServer, attest.ModeNonce))
+	d, err = DescribeEvidence(ev)
+	require.NoError(t, err)
+	require.NotNil(t, d.BatchProof)
+	require.Equal(t, []string{"nonce-mode evidence with a batch-proof record (verifiers refuse it: batch.proof)"}, d.Problems)
+	delete(ev.Records, attest.BatchRecordLabel)
+	require.NoError(t, ev.SetBinding(attest.RoleServer, attest.ModeBatch))
+	d, err = DescribeEvidence(ev)
+	require.NoError(t, err)
+	require.Nil(t, d.BatchProof)
+	require.Equal(t, []string{"batch-mode evidence without a batch-proof record (verifiers refuse it: batch.proof)"}, d.Problems)
+	// Other unknown records are still refused.
+	ev.Records["batch-extra"] = attest.Record{MediaType: attest.BatchMediaType, Value: []byte{1}}
+	_, err = ParseEvidence(ev)
+	require.ErrorIs(t, err, attest.ErrMalformedEvidence)
+	require.Equal(t, "snp.evidence", attest.FailedCheck(err))
 }

@@ -1,10 +1,12 @@
-// Package snp implements attested TLS evidence for AMD SEV-SNP: an
-// attester for real guests (through go-sev-guest's client), a simulator
-// that signs real-format reports with a simulated AMD chain, and a verifier
-// that checks the VCEK chain to pinned AMD roots, the report signature, the
-// REPORT_DATA binding and a policy.
+// Package snp implements attested TLS evidence for AMD SEV-SNP: a
+// verifier that checks the VCEK chain to pinned AMD roots, the report
+// signature, the REPORT_DATA binding and a policy, and a simulator that
+// signs real-format reports with a simulated AMD chain. The attester for
+// real guests is in package atls/snp/guest, so that programs that only
+// verify do not import go-sev-guest's device client (and its global
+// flags).
 //
-// go-sev-guest is used only inside this package.
+// go-sev-guest is used only inside this package and atls/snp/guest.
 package snp
 
 import (
@@ -77,7 +79,7 @@ func ParseEvidence(ev *attest.Evidence) (*ParsedEvidence, error) {
 	}
 	for label := range ev.Records {
 		switch label {
-		case ReportLabel, CertLabel, CRLLabel, attest.BindingRecordLabel:
+		case ReportLabel, CertLabel, CRLLabel, attest.BindingRecordLabel, attest.BatchRecordLabel:
 		default:
 			return nil, attest.Fail(attest.ErrMalformedEvidence, check, "unknown record %q", label)
 		}

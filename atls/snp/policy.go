@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/google/go-sev-guest/abi"
 	"github.com/google/go-sev-guest/kds"
@@ -33,6 +34,11 @@ import (
 // ChipIDs, ReportIDs, the trusted key digests) accept a report that
 // matches any one entry, so that a rolling upgrade can list the old and
 // the new value side by side.
+//
+// Firmware floors (MinimumTCB) can only raise the BaselineTCB: a
+// component a JSON floor leaves out keeps the baseline, and a floor below
+// the baseline is refused unless AllowTCBBelowBaseline states, in words,
+// why that product line may run older firmware.
 type Policy struct {
 	// Measurements lists the accepted launch MEASUREMENTs (48 bytes
 	// each). Empty accepts any measurement, which is only sound when the
@@ -101,6 +107,13 @@ type Policy struct {
 	// product (VerifierOptions.CRLs). Off by default, since AMD's KDS is
 	// the only source of CRLs and verifiers never fetch.
 	RequireCRL bool `json:"require_crl,omitempty"`
+	// MaximumCRLAge bounds the age (the verification time minus the
+	// CRL's thisUpdate) of the CRL that decides revocation, written as a
+	// Go duration in JSON ("168h"). Zero (the default) sets no bound
+	// beyond the CRL's own nextUpdate. A policy that sets it requires a
+	// CRL, as RequireCRL does, so that leaving the CRL out is no way
+	// around the bound. See VerifierOptions.CRLs for which CRL decides.
+	MaximumCRLAge Duration `json:"maximum_crl_age,omitempty"`
 
 	// AllowVLEK accepts reports signed by a VLEK, a key a cloud provider
 	// loads into its machines, instead of the chip's own VCEK. Such a
@@ -112,11 +125,32 @@ type Policy struct {
 	AllowedReportVersions []uint32 `json:"allowed_report_versions,omitempty"`
 
 	// MinimumTCB is the lowest accepted REPORTED_TCB per product line
-	// ("Milan", "Genoa"), component by component. A product line not
-	// listed gets its BaselineTCB.
+	// ("Milan", "Genoa", "Turin"), component by component. A product line not
+	// listed gets its BaselineTCB. In JSON (ParsePolicy) a component left
+	// out of a product line's object takes that product line's baseline,
+	// so {"Milan": {"snp": 24}} raises the SNP level and keeps the rest of
+	// the baseline; null and empty objects are refused.
+	//
+	// A floor below the baseline in any component lowers the protection
+	// every other policy gets, so Validate refuses it unless
+	// AllowTCBBelowBaseline names the product line with a reason.
 	MinimumTCB map[string]TCB `json:"minimum_tcb,omitempty"`
+	// AllowTCBBelowBaseline lets MinimumTCB go below BaselineTCB for the
+	// product lines it names. Each value is the reason, in words (at
+	// least three), for example
+	//
+	//	{"Milan": "lab hosts stay on 2022 firmware until ticket OPS-12 is done"}
+	//
+	// so that the exception is stated where the policy is reviewed. Empty
+	// (the default) allows no floor below the baseline. An entry whose
+	// product line has no MinimumTCB below the baseline is refused too:
+	// a stale exception would silently cover a later mistake.
+	AllowTCBBelowBaseline map[string]string `json:"allow_tcb_below_baseline,omitempty"`
 	// MinimumLaunchTCB is the lowest accepted LAUNCH_TCB per product
-	// line. A product line not listed is not checked.
+	// line. A product line not listed is not checked. In JSON, components
+	// left out take the product line's BaselineTCB, as for MinimumTCB;
+	// a launch floor below the baseline needs no AllowTCBBelowBaseline,
+	// since without it LAUNCH_TCB is not checked at all.
 	MinimumLaunchTCB map[string]TCB `json:"minimum_launch_tcb,omitempty"`
 	// PermitProvisionalFirmware accepts firmware that is running but not
 	// committed (COMMITTED_TCB and the committed version below the
@@ -179,33 +213,48 @@ type PlatformInfo struct {
 	RequireAliasCheckComplete bool `json:"require_alias_check_complete,omitempty"`
 }
 
-// TCB is a TCB_VERSION of Milan and Genoa parts: the security patch levels
-// of the PSP bootloader, the PSP OS (TEE), the SNP firmware and the CPU
-// microcode. (Turin and later use another layout, which this version does
-// not support.)
+// TCB is a TCB_VERSION split into the security patch levels of its
+// components: the PSP bootloader, the PSP OS (TEE), the SNP firmware, the
+// CPU microcode and, from Turin on, the FMC (first mutable code). Where
+// each sits in the raw 64-bit value depends on the product line: convert
+// with [ProductLine.DecodeTCB] and [ProductLine.EncodeTCB].
 //
 // In JSON it is an object such as
 //
 //	{"bootloader": 3, "tee": 0, "snp": 8, "microcode": 115}
+//	{"fmc": 0, "bootloader": 1, "tee": 0, "snp": 2, "microcode": 71}
 //
-// or the raw 64-bit value as a hex string, "0x7308000000000003" (microcode
-// in the top byte, then SNP, four reserved bytes, TEE and bootloader).
+// or the raw 64-bit value as a hex string, "0x7308000000000003", read in
+// the layout of the product line it is listed under (Milan and Genoa:
+// microcode in the top byte, then SNP, four reserved bytes, TEE and
+// bootloader; Turin: microcode, three reserved bytes, SNP, TEE,
+// bootloader, FMC).
 type TCB struct {
+	// FMC is zero for product lines before Turin, which have no FMC.
+	FMC        uint8 `json:"fmc,omitempty"`
 	Bootloader uint8 `json:"bootloader"`
 	TEE        uint8 `json:"tee"`
 	SNP        uint8 `json:"snp"`
 	Microcode  uint8 `json:"microcode"`
 }
 
-// TCBFromVersion splits a raw TCB_VERSION. The reserved bytes are dropped.
+// TCBFromVersion splits a raw TCB_VERSION of a Milan or Genoa part.
+//
+// Deprecated: the layout depends on the product line; use
+// [ProductLine.DecodeTCB].
 func TCBFromVersion(v uint64) TCB {
-	p := kds.DecomposeTCBVersion(kds.TCBVersion(v))
-	return TCB{Bootloader: p.BlSpl, TEE: p.TeeSpl, SNP: p.SnpSpl, Microcode: p.UcodeSpl}
+	return ProductMilan.DecodeTCB(v)
 }
 
-// Version returns the raw TCB_VERSION.
+// Version returns the raw TCB_VERSION in the Milan and Genoa layout (FMC
+// dropped).
+//
+// Deprecated: the layout depends on the product line; use
+// [ProductLine.EncodeTCB].
 func (t TCB) Version() uint64 {
-	return uint64(t.Microcode)<<56 | uint64(t.SNP)<<48 | uint64(t.TEE)<<8 | uint64(t.Bootloader)
+	t.FMC = 0
+	v, _ := ProductMilan.EncodeTCB(t)
+	return v
 }
 
 func (t TCB) parts() kds.TCBParts {
@@ -213,30 +262,35 @@ func (t TCB) parts() kds.TCBParts {
 }
 
 func (t TCB) String() string {
-	return fmt.Sprintf("{bootloader %d, tee %d, snp %d, microcode %d}", t.Bootloader, t.TEE, t.SNP, t.Microcode)
+	fmc := ""
+	if t.FMC != 0 {
+		fmc = fmt.Sprintf("fmc %d, ", t.FMC)
+	}
+	return fmt.Sprintf("{%sbootloader %d, tee %d, snp %d, microcode %d}", fmc, t.Bootloader, t.TEE, t.SNP, t.Microcode)
 }
 
 // UnmarshalJSON accepts the object form (unknown members refused) or a
-// "0x..." string whose reserved bytes are zero.
+// "0x..." string whose reserved bytes are zero. It refuses null and the
+// empty object, which name no level at all. Members left out are zero
+// here; ParsePolicy gives them the product line's BaselineTCB instead.
 func (t *TCB) UnmarshalJSON(b []byte) error {
 	b = bytes.TrimSpace(b)
+	if bytes.Equal(b, []byte("null")) {
+		return errors.New("TCB is null: give an object such as {\"snp\": 24} or a hex string \"0x...\"")
+	}
 	if len(b) > 0 && b[0] == '"' {
 		var s string
 		if err := json.Unmarshal(b, &s); err != nil {
 			return err
 		}
-		hexDigits, ok := strings.CutPrefix(s, "0x")
-		if !ok || len(hexDigits) == 0 || len(hexDigits) > 16 {
-			return fmt.Errorf("TCB %q: want an object or a hex string \"0x...\" of at most 16 digits", s)
-		}
-		v, err := strconv.ParseUint(hexDigits, 16, 64)
+		// The layout is the product line's, which only the policy
+		// knows: ParsePolicy reads the string again under its product
+		// line. Here it is read in the Milan and Genoa layout.
+		v, err := parseTCBHex(s, ProductUnknown)
 		if err != nil {
-			return fmt.Errorf("TCB %q: %w", s, err)
+			return err
 		}
-		if v&0x0000ffffffff0000 != 0 {
-			return fmt.Errorf("TCB %q has reserved bytes set (the layout is microcode, snp, 4 reserved bytes, tee, bootloader)", s)
-		}
-		*t = TCBFromVersion(v)
+		*t = ProductMilan.DecodeTCB(v)
 		return nil
 	}
 	type plain TCB // no UnmarshalJSON: no recursion
@@ -246,15 +300,135 @@ func (t *TCB) UnmarshalJSON(b []byte) error {
 	if err := dec.Decode(&p); err != nil {
 		return fmt.Errorf("TCB: %w", err)
 	}
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(b, &members); err != nil {
+		return fmt.Errorf("TCB: %w", err)
+	}
+	if len(members) == 0 {
+		return errors.New("TCB is an empty object: name at least one of bootloader, tee, snp, microcode")
+	}
 	*t = TCB(p)
+	return nil
+}
+
+// parseTCBHex reads a raw TCB_VERSION written "0x..." and refuses bits
+// reserved in product line p's layout (for ProductUnknown, the bits that
+// every layout reserves).
+func parseTCBHex(s string, p ProductLine) (uint64, error) {
+	hexDigits, ok := strings.CutPrefix(s, "0x")
+	if !ok || len(hexDigits) == 0 || len(hexDigits) > 16 {
+		return 0, fmt.Errorf("TCB %q: want an object or a hex string \"0x...\" of at most 16 digits", s)
+	}
+	v, err := strconv.ParseUint(hexDigits, 16, 64)
+	if err != nil {
+		return 0, fmt.Errorf("TCB %q: %w", s, err)
+	}
+	reserved := ProductMilan.TCBReserved(v) & ProductTurin.TCBReserved(v)
+	layout := "in every product line's layout"
+	if p != ProductUnknown {
+		reserved, layout = p.TCBReserved(v), "in the "+p.String()+" layout"
+	}
+	if reserved != 0 {
+		return 0, fmt.Errorf("TCB %q has reserved bits %#x set %s (Milan and Genoa: microcode, snp, 4 reserved bytes, tee, bootloader; "+
+			"Turin: microcode, 3 reserved bytes, snp, tee, bootloader, fmc)", s, reserved, layout)
+	}
+	return v, nil
+}
+
+// tcbMembers is the object form of a TCB with each member optional, to
+// tell a member left out from a zero.
+type tcbMembers struct {
+	FMC        *uint8 `json:"fmc"`
+	Bootloader *uint8 `json:"bootloader"`
+	TEE        *uint8 `json:"tee"`
+	SNP        *uint8 `json:"snp"`
+	Microcode  *uint8 `json:"microcode"`
+}
+
+// completeTCBFloors gives every component that a minimum_tcb or
+// minimum_launch_tcb object of the JSON policy data leaves out the
+// BaselineTCB of its product line, in p (decoded from data), so that a
+// partial floor raises what it names and lowers nothing. It refuses a
+// floor map that is null or empty. Product lines without a baseline are
+// left to Validate, which refuses them.
+func completeTCBFloors(data []byte, p *Policy) error {
+	var raw struct {
+		MinimumTCB       json.RawMessage `json:"minimum_tcb"`
+		MinimumLaunchTCB json.RawMessage `json:"minimum_launch_tcb"`
+	}
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return err
+	}
+	baseline := BaselineTCB()
+	for _, f := range []struct {
+		name   string
+		raw    json.RawMessage
+		floors map[string]TCB
+	}{
+		{"minimum_tcb", raw.MinimumTCB, p.MinimumTCB},
+		{"minimum_launch_tcb", raw.MinimumLaunchTCB, p.MinimumLaunchTCB},
+	} {
+		if f.raw == nil {
+			continue // left out: the default applies
+		}
+		if len(f.floors) == 0 {
+			return fmt.Errorf("%s is null or empty: leave it out to get the baseline, or name a product line", f.name)
+		}
+		var members map[string]json.RawMessage
+		if err := json.Unmarshal(f.raw, &members); err != nil {
+			return fmt.Errorf("%s: %w", f.name, err)
+		}
+		for product, m := range members {
+			base, ok := baseline[product]
+			line, _ := ParseProductLine(product)
+			if m = bytes.TrimSpace(m); ok && len(m) > 0 && m[0] == '"' {
+				// A hex string names every component, in the layout
+				// of its product line.
+				var hexTCB string
+				if err := json.Unmarshal(m, &hexTCB); err != nil {
+					return fmt.Errorf("%s[%s]: %w", f.name, product, err)
+				}
+				v, err := parseTCBHex(hexTCB, line)
+				if err != nil {
+					return fmt.Errorf("%s[%s]: %w", f.name, product, err)
+				}
+				f.floors[product] = line.DecodeTCB(v)
+				continue
+			}
+			if !ok || len(m) == 0 || m[0] != '{' {
+				continue
+			}
+			var given tcbMembers
+			if err := json.Unmarshal(m, &given); err != nil {
+				return fmt.Errorf("%s[%s]: %w", f.name, product, err)
+			}
+			t := f.floors[product]
+			for _, c := range []struct {
+				given *uint8
+				dst   *uint8
+				base  uint8
+			}{
+				{given.FMC, &t.FMC, base.FMC},
+				{given.Bootloader, &t.Bootloader, base.Bootloader},
+				{given.TEE, &t.TEE, base.TEE},
+				{given.SNP, &t.SNP, base.SNP},
+				{given.Microcode, &t.Microcode, base.Microcode},
+			} {
+				if c.given == nil {
+					*c.dst = c.base
+				}
+			}
+			f.floors[product] = t
+		}
+	}
 	return nil
 }
 
 // DefaultReportVersions returns the report versions a policy accepts
 // unless it says otherwise: 2 (firmware before 1.55), 3 (adds the CPUID
-// family, model and stepping) and 5 (adds the mitigation vectors).
-// Version 4 is accepted only when listed; its bytes 0x1F8-0x207 must be
-// zero, as in all versions before 5.
+// family, model and stepping) and 5 (adds the mitigation vectors), which
+// are all of KnownReportVersions. Version 4, whose layout AMD has not
+// published, and versions after 5 are refused ("snp.report.version").
 func DefaultReportVersions() []uint32 { return []uint32{2, 3, 5} }
 
 // BaselineTCB returns the default minimum TCB per product line, the floor
@@ -262,11 +436,13 @@ func DefaultReportVersions() []uint32 { return []uint32{2, 3, 5} }
 //
 //	Milan: bootloader 3, tee 0, snp 8, microcode 115 (0x7308000000000003)
 //	Genoa: bootloader 10, tee 0, snp 23, microcode 84 (0x541700000000000a)
+//	Turin: fmc 0, bootloader 1, tee 0, snp 2, microcode 71 (0x4700000002000100)
 //
 // These are NOT AMD's current recommendation. They are the oldest TCBs of
 // the real reports this project is tested against (Milan reports of 2023
 // on Azure and elsewhere; the Milan value is also the minimum that
-// Constellation documents for Azure; a Genoa report of 2025 on Azure), so
+// Constellation documents for Azure; a Genoa report of 2025 on Azure; a
+// Turin report of 2025 published by Project Oak), so
 // they refuse older firmware without refusing known deployments. Raise
 // them to the TCB named in AMD's latest security bulletins for your
 // product (https://www.amd.com/en/resources/product-security.html) by
@@ -277,13 +453,9 @@ func BaselineTCB() map[string]TCB {
 	return map[string]TCB{
 		"Milan": {Bootloader: 3, TEE: 0, SNP: 8, Microcode: 115},
 		"Genoa": {Bootloader: 10, TEE: 0, SNP: 23, Microcode: 84},
+		"Turin": {FMC: 0, Bootloader: 1, TEE: 0, SNP: 2, Microcode: 71},
 	}
 }
-
-// supportedProduct reports whether the verifier can appraise reports of
-// product line p. Turin changes the TCB layout and its VCEKs carry an
-// extension go-sev-guest v0.15.0 cannot parse.
-func supportedProduct(p string) bool { return p == "Milan" || p == "Genoa" }
 
 // NewPolicy returns a policy with secure defaults and nothing pinned:
 // VMPL 0 only, report versions 2, 3 and 5, no debugging, no migration
@@ -304,7 +476,9 @@ func NewPolicy() *Policy {
 const maxPolicySize = 1 << 20
 
 // ParsePolicy reads a JSON policy strictly and validates it. Fields left
-// out take NewPolicy's values. Unknown fields, duplicate fields, non-ASCII
+// out take NewPolicy's values, and components left out of a TCB floor
+// (minimum_tcb, minimum_launch_tcb) take the product line's BaselineTCB;
+// a null or empty floor is an error. Unknown fields, duplicate fields, non-ASCII
 // field names and trailing data are errors: a typo must not silently relax
 // the policy.
 func ParsePolicy(data []byte) (*Policy, error) {
@@ -325,6 +499,9 @@ func ParsePolicy(data []byte) (*Policy, error) {
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return bad("trailing data after the policy object")
+	}
+	if err := completeTCBFloors(data, p); err != nil {
+		return bad("%v", err)
 	}
 	if err := p.Validate(); err != nil {
 		return nil, err
@@ -416,12 +593,16 @@ func checkJSONKeys(data []byte) error {
 // too much. It fails, with attest.ErrConfig, on: a byte field of the wrong
 // length; an all-zero pin (a zero chip ID would match masked reports, a
 // zero key digest reports without an ID block); a VMPL or report version
-// out of range; a TCB part out of range or a product line that is not
-// "Milan" or "Genoa"; an unparsable version; a digest both trusted and
-// denied; a requirement no report can meet (RequireAuthorKey without
+// out of range; a TCB part out of range (an FMC level before Turin) or a
+// product line that is not "Milan", "Genoa" or "Turin"; a MinimumTCB below the BaselineTCB that
+// AllowTCBBelowBaseline does not name with a reason of at least three
+// words, or an AllowTCBBelowBaseline entry that no floor needs; an
+// unparsable version; a digest both trusted and denied; a requirement no report can meet (RequireAuthorKey without
 // trusted author keys); and an empty policy, one that accepts any
-// measurement while pinning nothing else that identifies the guest (no
-// trusted ID or author key, no non-zero host data, no chip or report ID).
+// measurement while pinning nothing else that identifies the guest's code
+// or instance: no trusted ID or author key digest and no report ID. Host
+// data and chip IDs alone do not count (the host chooses host data, and a
+// chip runs any image), so a policy pinning only those is refused too.
 func (p *Policy) Validate() error {
 	if p == nil {
 		return attest.Fail(attest.ErrConfig, "policy.config", "no policy")
@@ -480,21 +661,35 @@ func (p *Policy) Validate() error {
 			add("allowed_vmpls: VMPL %d is out of range 0-3", vmpl)
 		}
 	}
+	if p.MaximumCRLAge < 0 {
+		add("maximum_crl_age: %v is negative", p.MaximumCRLAge)
+	}
 	for _, v := range p.AllowedReportVersions {
-		if v < abi.MinSupportedReportVersion || v > abi.MaxSupportedReportVersion {
-			add("allowed_report_versions: version %d is not supported (%d-%d)", v, abi.MinSupportedReportVersion, abi.MaxSupportedReportVersion)
+		if _, ok := layoutOf(v); !ok {
+			add("allowed_report_versions: version %d is not supported (this library parses versions %v; version 4's layout is unpublished)", v, KnownReportVersions())
 		}
 	}
 	for name, m := range map[string]map[string]TCB{"minimum_tcb": p.MinimumTCB, "minimum_launch_tcb": p.MinimumLaunchTCB} {
 		for product, tcb := range m {
-			if !supportedProduct(product) {
-				add("%s: product line %q is not supported (want \"Milan\" or \"Genoa\")", name, product)
+			line, err := ParseProductLine(product)
+			if err != nil {
+				add("%s: %v", name, err)
+				continue
 			}
-			if _, err := kds.ComposeTCBParts(tcb.parts()); err != nil {
+			if _, err := line.EncodeTCB(tcb); err != nil {
 				add("%s[%s]: %v", name, product, err)
+			}
+			for _, c := range []struct {
+				name  string
+				level uint8
+			}{{"fmc", tcb.FMC}, {"bootloader", tcb.Bootloader}, {"tee", tcb.TEE}, {"snp", tcb.SNP}} {
+				if c.level > 127 {
+					add("%s[%s]: %s level %d is out of range 0-127", name, product, c.name, c.level)
+				}
 			}
 		}
 	}
+	errs = append(errs, p.validateTCBBaseline()...)
 	if p.pinsNothing() {
 		add("empty policy: it accepts any measurement and pins no guest code; set measurements, " +
 			"trusted_id_key_digests or trusted_author_key_digests, or report_ids of known guests " +
@@ -502,6 +697,63 @@ func (p *Policy) Validate() error {
 	}
 	if len(errs) > 0 {
 		return &attest.CheckError{Kind: attest.ErrConfig, Check: "policy.config", Err: errors.Join(errs...)}
+	}
+	return nil
+}
+
+// minReasonWords is the number of words an AllowTCBBelowBaseline reason
+// must have at least.
+const minReasonWords = 3
+
+// validateTCBBaseline refuses MinimumTCB floors below the BaselineTCB that
+// AllowTCBBelowBaseline does not name, and entries of
+// AllowTCBBelowBaseline that are not needed or give no reason.
+func (p *Policy) validateTCBBaseline() []error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	baseline := BaselineTCB()
+	for product, floor := range p.MinimumTCB {
+		base, ok := baseline[product]
+		if !ok {
+			continue // refused as unsupported
+		}
+		_, allowed := p.AllowTCBBelowBaseline[product]
+		if !floor.AtLeast(base) && !allowed {
+			add("minimum_tcb[%s] %v is below the %s baseline %v in at least one part, so it lowers the floor "+
+				"(a component left out of a JSON floor keeps the baseline); raise it, or state the reason in "+
+				"allow_tcb_below_baseline[%q]", product, floor, product, base, product)
+		}
+	}
+	for product, reason := range p.AllowTCBBelowBaseline {
+		base, ok := baseline[product]
+		floor, lowered := p.MinimumTCB[product]
+		switch {
+		case !ok:
+			add("allow_tcb_below_baseline: product line %q is not supported (want \"Milan\", \"Genoa\" or \"Turin\")", product)
+		case !lowered || floor.AtLeast(base):
+			add("allow_tcb_below_baseline[%s]: minimum_tcb[%s] is not below the baseline %v; remove the exception", product, product, base)
+		}
+		if err := checkReason(reason); err != nil {
+			add("allow_tcb_below_baseline[%s]: %v", product, err)
+		}
+	}
+	return errs
+}
+
+// checkReason checks that reason states something in words: at least
+// minReasonWords words with a letter each, and no control characters.
+func checkReason(reason string) error {
+	words := 0
+	for _, w := range strings.Fields(reason) {
+		if strings.IndexFunc(w, unicode.IsLetter) >= 0 {
+			words++
+		}
+	}
+	if strings.IndexFunc(reason, unicode.IsControl) >= 0 {
+		return fmt.Errorf("the reason %q contains control characters", reason)
+	}
+	if words < minReasonWords {
+		return fmt.Errorf("the reason %q must say in words (at least %d) why the product line may run firmware below the baseline", reason, minReasonWords)
 	}
 	return nil
 }
@@ -547,6 +799,12 @@ func (p *Policy) clone() *Policy {
 		c.MinimumTCB = make(map[string]TCB, len(p.MinimumTCB))
 		for k, v := range p.MinimumTCB {
 			c.MinimumTCB[k] = v
+		}
+	}
+	if p.AllowTCBBelowBaseline != nil {
+		c.AllowTCBBelowBaseline = make(map[string]string, len(p.AllowTCBBelowBaseline))
+		for k, v := range p.AllowTCBBelowBaseline {
+			c.AllowTCBBelowBaseline[k] = v
 		}
 	}
 	if p.MinimumLaunchTCB != nil {

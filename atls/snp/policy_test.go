@@ -150,7 +150,13 @@ func TestBaselineTCB(t *testing.T) {
 	require.Equal(t, uint64(0x7308000000000003), b["Milan"].Version())
 	require.Equal(t, TCB{Bootloader: 10, TEE: 0, SNP: 23, Microcode: 84}, b["Genoa"])
 	require.Equal(t, uint64(0x541700000000000a), b["Genoa"].Version())
-	require.Len(t, b, 2)
+	// Turin's baseline is the TCB of the real Turin report in
+	// testdata/oak (fmc 0, bootloader 1, tee 0, snp 2, microcode 71).
+	require.Equal(t, TCB{FMC: 0, Bootloader: 1, TEE: 0, SNP: 2, Microcode: 71}, b["Turin"])
+	turin, err := ProductTurin.EncodeTCB(b["Turin"])
+	require.NoError(t, err)
+	require.Equal(t, uint64(0x4700000002000100), turin)
+	require.Len(t, b, 3)
 	b["Milan"] = TCB{}
 	require.NotEqual(t, TCB{}, BaselineTCB()["Milan"], "BaselineTCB returns a copy")
 
@@ -161,7 +167,7 @@ func TestBaselineTCB(t *testing.T) {
 	p.MinimumTCB = map[string]TCB{"Genoa": {Microcode: 1}}
 	got, _ = p.minimumTCB("Genoa")
 	require.Equal(t, TCB{Microcode: 1}, got)
-	_, ok = p.minimumTCB("Turin")
+	_, ok = p.minimumTCB("Rome")
 	require.False(t, ok)
 }
 
@@ -176,15 +182,18 @@ func TestTCBJSON(t *testing.T) {
 	require.NoError(t, err)
 	require.JSONEq(t, `{"bootloader":3,"tee":0,"snp":8,"microcode":115}`, string(b))
 	for _, bad := range []string{
-		`{"bootloader":3,"fmc":1}`,  // unknown member
+		`{"bootloader":3,"fmx":1}`,  // unknown member
 		`"7308000000000003"`,        // no 0x
 		`"0x"`,                      // no digits
 		`"0x17308000000000003"`,     // too long
-		`"0x7308000000010003"`,      // reserved byte
+		`"0x7308000100000003"`,      // reserved byte (in every layout)
 		`"0xzz"`,                    // not hex
 		`{"microcode":256}`,         // out of range
 		`[1,2,3,4]`,                 // not an object
 		`{"bootloader":3} trailing`, // trailing data
+		`null`,                      // names no level (issue 13, finding 1)
+		`{}`,                        // names no level either
+		` { } `,
 	} {
 		require.Error(t, json.Unmarshal([]byte(bad), &tcb), bad)
 	}
@@ -463,4 +472,175 @@ func TestCheckJSONKeys(t *testing.T) {
 	for _, bad := range []string{`{"a": 1, "a": 2}`, `{"a": 1, "A": 2}`, `{"b": [{"a": 1, "a": 2}]}`, `{"é": 1}`, `{"a b": 1}`, `{"a": }`} {
 		require.Error(t, checkJSONKeys([]byte(bad)), bad)
 	}
+}
+
+// Issue 13, finding 1 (partial TCB floors lower the floor): a floor that
+// names some components, an empty floor and a null floor each used to
+// give the other components 0, so a genuine report below the Milan
+// baseline was refused by the default policy and accepted by these.
+// Now components left out keep the baseline, null and empty floors are
+// refused at load, and only an explicit, reasoned opt-out lowers the
+// floor.
+func TestPartialTCBFloorKeepsBaseline(t *testing.T) {
+	ctx := context.Background()
+	milan := testSimChain(t, "Milan")
+	// Below the Milan baseline in bootloader and microcode, at a current
+	// SNP level: what the review's partial floor {"snp": 24} accepted.
+	old := TCB{Bootloader: 1, TEE: 0, SNP: 24, Microcode: 100}
+	require.Less(t, old.Bootloader, BaselineTCB()["Milan"].Bootloader)
+	require.Less(t, old.Microcode, BaselineTCB()["Milan"].Microcode)
+	a := vtAttester(t, milan, SimOptions{TCB: old.Version()})
+	report, err := a.Report(vtReportData)
+	require.NoError(t, err)
+	m := `"measurements": ["` + hex.EncodeToString(vtMeasurement[:]) + `"]`
+	verify := func(t *testing.T, doc string) error {
+		t.Helper()
+		p, err := ParsePolicy([]byte(doc))
+		if err != nil {
+			return err
+		}
+		v, err := NewVerifier(VerifierOptions{Roots: milan.Roots(), Policy: p})
+		if err != nil {
+			return err
+		}
+		_, err = v.VerifyReport(ctx, report, a.VCEK(), nil, vtReportData)
+		return err
+	}
+
+	// The default policy refuses the report.
+	requireCheck(t, verify(t, `{`+m+`}`), attest.ErrPolicy, "policy.tcb.minimum")
+
+	// A partial floor raises what it names and keeps the baseline for
+	// the rest: it refuses the report too.
+	partial := `{` + m + `, "minimum_tcb": {"Milan": {"snp": 24}}}`
+	p, err := ParsePolicy([]byte(partial))
+	require.NoError(t, err)
+	require.Equal(t, TCB{Bootloader: 3, TEE: 0, SNP: 24, Microcode: 115}, p.MinimumTCB["Milan"])
+	requireCheck(t, verify(t, partial), attest.ErrPolicy, "policy.tcb.minimum")
+	// Even naming the report's own SNP level keeps the other floors.
+	requireCheck(t, verify(t, `{`+m+`, "minimum_tcb": {"Milan": {"snp": 24, "tee": 0}}}`), attest.ErrPolicy, "policy.tcb.minimum")
+
+	// Null and empty floors are refused at load, at both levels.
+	for name, floor := range map[string]string{
+		"empty map":     `{}`,
+		"null map":      `null`,
+		"empty object":  `{"Milan": {}}`,
+		"null object":   `{"Milan": null}`,
+		"one of two {}": `{"Genoa": "0x541700000000000a", "Milan": {}}`,
+	} {
+		for _, field := range []string{"minimum_tcb", "minimum_launch_tcb"} {
+			t.Run(field+" "+name, func(t *testing.T) {
+				requireCheck(t, verify(t, `{`+m+`, "`+field+`": `+floor+`}`), attest.ErrConfig, "policy.parse")
+			})
+		}
+	}
+
+	// A floor below the baseline, partial or complete, object or hex, is
+	// refused at load unless the policy states why.
+	for _, floor := range []string{
+		`{"Milan": {"bootloader": 1, "microcode": 100}}`,
+		`{"Milan": {"bootloader": 1, "tee": 0, "snp": 8, "microcode": 100}}`,
+		`{"Milan": {"bootloader": 0, "tee": 0, "snp": 0, "microcode": 0}}`,
+		`{"Milan": "0x6408000000000001"}`,
+		`{"Milan": "0x0"}`,
+	} {
+		requireCheck(t, verify(t, `{`+m+`, "minimum_tcb": `+floor+`}`), attest.ErrConfig, "policy.config")
+	}
+	_, err = NewVerifier(VerifierOptions{Roots: milan.Roots(), Policy: func() *Policy {
+		p := vtPolicy()
+		p.MinimumTCB = map[string]TCB{"Milan": {SNP: 24}} // partial in Go: the rest is 0
+		return p
+	}()})
+	requireCheck(t, err, attest.ErrConfig, "policy.config")
+	require.ErrorContains(t, err, "allow_tcb_below_baseline")
+
+	// With the opt-out, the lowered floor accepts the report: the
+	// refusals above are about the floor, not about the report.
+	const reason = `"lab hosts stay on old firmware until the upgrade"`
+	for _, floor := range []string{
+		`{"Milan": {"bootloader": 1, "microcode": 100}}`,
+		`{"Milan": "0x6408000000000001"}`,
+	} {
+		doc := `{` + m + `, "minimum_tcb": ` + floor + `, "allow_tcb_below_baseline": {"Milan": ` + reason + `}}`
+		require.NoError(t, verify(t, doc), floor)
+	}
+	// The opt-out lowers only its own product line's floor.
+	doc := `{` + m + `, "minimum_tcb": {"Milan": {"bootloader": 1, "microcode": 100}, "Genoa": {"bootloader": 1}}, "allow_tcb_below_baseline": {"Milan": ` + reason + `}}`
+	requireCheck(t, verify(t, doc), attest.ErrConfig, "policy.config")
+	// A lowered floor still refuses what is below it.
+	doc = `{` + m + `, "minimum_tcb": {"Milan": {"bootloader": 1, "microcode": 101}}, "allow_tcb_below_baseline": {"Milan": ` + reason + `}}`
+	requireCheck(t, verify(t, doc), attest.ErrPolicy, "policy.tcb.minimum")
+}
+
+// The opt-out of finding 1 is strict: it must give a reason in words, and
+// it must be needed.
+func TestPartialTCBFloorOptOutRejects(t *testing.T) {
+	m := `"measurements": ["` + hexOf(0x4d, 48) + `"]`
+	low := `"minimum_tcb": {"Milan": {"bootloader": 1}}`
+	for name, doc := range map[string]string{
+		"empty reason":          `{` + m + `, ` + low + `, "allow_tcb_below_baseline": {"Milan": ""}}`,
+		"blank reason":          `{` + m + `, ` + low + `, "allow_tcb_below_baseline": {"Milan": "   "}}`,
+		"one word":              `{` + m + `, ` + low + `, "allow_tcb_below_baseline": {"Milan": "yes"}}`,
+		"no letters":            `{` + m + `, ` + low + `, "allow_tcb_below_baseline": {"Milan": "1 2 3 4 5"}}`,
+		"control characters":    `{` + m + `, ` + low + `, "allow_tcb_below_baseline": {"Milan": "old lab hosts\u001b[2J"}}`,
+		"not a string":          `{` + m + `, ` + low + `, "allow_tcb_below_baseline": {"Milan": true}}`,
+		"not lowered":           `{` + m + `, "allow_tcb_below_baseline": {"Milan": "old lab hosts here"}}`,
+		"at the baseline":       `{` + m + `, "minimum_tcb": {"Milan": {"snp": 8}}, "allow_tcb_below_baseline": {"Milan": "old lab hosts here"}}`,
+		"above the baseline":    `{` + m + `, "minimum_tcb": {"Milan": {"snp": 24}}, "allow_tcb_below_baseline": {"Milan": "old lab hosts here"}}`,
+		"other product lowered": `{` + m + `, ` + low + `, "allow_tcb_below_baseline": {"Genoa": "old lab hosts here"}}`,
+		"unknown product":       `{` + m + `, ` + low + `, "allow_tcb_below_baseline": {"Milan": "old lab hosts here", "Turin": "old lab hosts here"}}`,
+		"launch floor only":     `{` + m + `, "minimum_launch_tcb": {"Milan": {"bootloader": 1}}, "allow_tcb_below_baseline": {"Milan": "old lab hosts here"}}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			p, err := ParsePolicy([]byte(doc))
+			require.Nil(t, p)
+			require.ErrorIs(t, err, attest.ErrConfig)
+			var ce *attest.CheckError
+			require.ErrorAs(t, err, &ce)
+			require.True(t, strings.HasPrefix(ce.Check, "policy."), ce.Check)
+			if name != "not a string" {
+				require.Equal(t, "policy.config", ce.Check)
+				require.ErrorContains(t, err, "allow_tcb_below_baseline")
+			}
+		})
+	}
+
+	// The accepted form survives a round trip and a clone.
+	doc := `{` + m + `, ` + low + `, "allow_tcb_below_baseline": {"Milan": "old lab hosts here"}}`
+	p, err := ParsePolicy([]byte(doc))
+	require.NoError(t, err)
+	require.Equal(t, TCB{Bootloader: 1, TEE: 0, SNP: 8, Microcode: 115}, p.MinimumTCB["Milan"])
+	b, err := json.Marshal(p)
+	require.NoError(t, err)
+	p2, err := ParsePolicy(b)
+	require.NoError(t, err)
+	require.Equal(t, p, p2)
+	c := p.clone()
+	c.AllowTCBBelowBaseline["Milan"] = "changed"
+	require.Equal(t, "old lab hosts here", p.AllowTCBBelowBaseline["Milan"])
+}
+
+// Finding 1 for LAUNCH_TCB: a partial launch floor keeps the baseline for
+// the components it leaves out.
+func TestPartialTCBFloorLaunch(t *testing.T) {
+	ctx := context.Background()
+	milan := testSimChain(t, "Milan")
+	// Reported at a current TCB, launched on firmware whose bootloader is
+	// below the baseline.
+	a := vtAttester(t, milan, SimOptions{LaunchTCB: TCB{Bootloader: 1, SNP: 24, Microcode: 219}.Version()})
+	report, err := a.Report(vtReportData)
+	require.NoError(t, err)
+	m := `"measurements": ["` + hex.EncodeToString(vtMeasurement[:]) + `"]`
+	p, err := ParsePolicy([]byte(`{` + m + `, "minimum_launch_tcb": {"Milan": {"snp": 24}}}`))
+	require.NoError(t, err)
+	require.Equal(t, TCB{Bootloader: 3, TEE: 0, SNP: 24, Microcode: 115}, p.MinimumLaunchTCB["Milan"])
+	_, err = vtVerifier(t, milan.Roots(), p).VerifyReport(ctx, report, a.VCEK(), nil, vtReportData)
+	requireCheck(t, err, attest.ErrPolicy, "policy.tcb.launch")
+
+	// Naming the bootloader level explicitly accepts it, without an
+	// opt-out: no launch floor at all is the default.
+	p, err = ParsePolicy([]byte(`{` + m + `, "minimum_launch_tcb": {"Milan": {"bootloader": 1, "snp": 24}}}`))
+	require.NoError(t, err)
+	_, err = vtVerifier(t, milan.Roots(), p).VerifyReport(ctx, report, a.VCEK(), nil, vtReportData)
+	require.NoError(t, err)
 }

@@ -31,8 +31,7 @@ type chain struct {
 }
 
 // AMDRoots returns AMD's published roots for Milan, Genoa and Turin, VCEK
-// and VLEK, as embedded in go-sev-guest. (Turin VCEK certificates carry an
-// extension go-sev-guest v0.15.0 cannot parse; such evidence fails closed.)
+// and VLEK, as embedded in go-sev-guest.
 func AMDRoots() *Roots {
 	r := &Roots{}
 	for _, b := range [][]byte{

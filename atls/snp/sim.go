@@ -54,6 +54,10 @@ var simProducts = map[string]simProduct{
 	// Genoa with SEV firmware 1.55.40: BL_SPL 10, TEE_SPL 0, SNP_SPL 23,
 	// UCODE_SPL 84, as a real Genoa report in the vectors carries.
 	"Genoa": {name: spb.SevProduct_SEV_PRODUCT_GENOA, tcb: 0x541700000000000a, version: [3]uint8{1, 55, 40}},
+	// Turin with SEV firmware 1.55.61: FMC_SPL 0, BL_SPL 1, TEE_SPL 0,
+	// SNP_SPL 2, UCODE_SPL 71 (in the Turin layout), as the real Turin
+	// report in testdata/oak carries.
+	"Turin": {name: spb.SevProduct_SEV_PRODUCT_TURIN, tcb: 0x4700000002000100, version: [3]uint8{1, 55, 61}},
 }
 
 const (
@@ -76,7 +80,7 @@ const (
 // A SimChain holds private keys; it is a development and test tool only.
 // Its ARK is never among the roots a verifier trusts by default.
 type SimChain struct {
-	// Product is the product line, "Milan" or "Genoa".
+	// Product is the product line, "Milan", "Genoa" or "Turin".
 	Product string
 	// ARK is the self-signed root certificate ("ARK-<Product>") and ASK
 	// the intermediate certificate ("SEV-<Product>") it signed.
@@ -85,12 +89,12 @@ type SimChain struct {
 	arkKey, askKey *rsa.PrivateKey
 }
 
-// NewSimChain generates a new simulated ARK and ASK for product ("Milan"
-// or "Genoa"). It generates two RSA-4096 keys, which takes seconds; tests
+// NewSimChain generates a new simulated ARK and ASK for product ("Milan",
+// "Genoa" or "Turin"). It generates two RSA-4096 keys, which takes seconds; tests
 // should create one chain per product line and share it.
 func NewSimChain(product string) (*SimChain, error) {
 	if _, ok := simProducts[product]; !ok {
-		return nil, fmt.Errorf("snp: simulator: unsupported product line %q (want Milan or Genoa)", product)
+		return nil, fmt.Errorf("snp: simulator: unsupported product line %q (want Milan, Genoa or Turin)", product)
 	}
 	// Generating an RSA-4096 key takes a second or more; make both at once.
 	var (
@@ -335,9 +339,11 @@ func ParseSimChainPEM(data []byte) (*SimChain, error) {
 	return c, nil
 }
 
-// IssueVCEK issues a VCEK for the chip chipID at TCB version tcb: a fresh
-// ECDSA P-384 key and its certificate signed by the ASK, with the KDS
-// extensions of a Milan-B1 or Genoa-B1 part (B1 is the stepping).
+// IssueVCEK issues a VCEK for the chip chipID at TCB version tcb (in the
+// product line's layout): a fresh ECDSA P-384 key and its certificate
+// signed by the ASK, with the KDS extensions of a Milan-B1, Genoa-B1 or
+// Turin-B1 part (B1 is the stepping). A Turin VCEK certifies the first 8
+// bytes of chipID as its hwID, and the fmcSPL of tcb.
 func (c *SimChain) IssueVCEK(chipID [64]byte, tcb uint64) (der []byte, key *ecdsa.PrivateKey, err error) {
 	name, err := simProductName(c.Product, simDefaultStepping)
 	if err != nil {
@@ -364,11 +370,15 @@ func (c *SimChain) issueVCEK(chipID [64]byte, tcb uint64, productName string) ([
 	if c.askKey == nil || c.ASK == nil {
 		return nil, nil, fmt.Errorf("snp: simulator: chain has no ASK key (make it with NewSimChain or ParseSimChainPEM)")
 	}
-	parts := kds.DecomposeTCBVersion(kds.TCBVersion(tcb))
+	line, err := ParseProductLine(c.Product)
+	if err != nil {
+		return nil, nil, fmt.Errorf("snp: simulator: %w", err)
+	}
+	parts := line.DecodeTCB(tcb)
 	// The KDS never certifies an SPL above 127 except the microcode's;
 	// go-sev-guest rejects such certificates.
-	if _, err := kds.ComposeTCBParts(parts); err != nil {
-		return nil, nil, fmt.Errorf("snp: simulator: VCEK TCB 0x%016x: %w", tcb, err)
+	if parts.FMC > 127 || parts.Bootloader > 127 || parts.TEE > 127 || parts.SNP > 127 || line.TCBReserved(tcb) != 0 {
+		return nil, nil, fmt.Errorf("snp: simulator: VCEK TCB 0x%016x: an SPL other than the microcode's is above 127, or a reserved byte is set", tcb)
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	if err != nil {
@@ -387,7 +397,13 @@ func (c *SimChain) issueVCEK(chipID [64]byte, tcb uint64, productName string) ([
 		exts = append(exts, pkix.Extension{Id: oid, Value: b})
 		return nil
 	}
-	if err := addInt(kds.OidStructVersion, 0); err != nil {
+	// Turin certificates are structVersion 1: fmcSPL, no spl4, and an
+	// 8-byte hwID.
+	structVersion := uint8(0)
+	if line == ProductTurin {
+		structVersion = 1
+	}
+	if err := addInt(kds.OidStructVersion, structVersion); err != nil {
 		return nil, nil, fmt.Errorf("snp: simulator: encoding VCEK extension: %w", err)
 	}
 	pn, err := asn1.MarshalWithParams(productName, "ia5")
@@ -395,24 +411,41 @@ func (c *SimChain) issueVCEK(chipID [64]byte, tcb uint64, productName string) ([
 		return nil, nil, fmt.Errorf("snp: simulator: encoding VCEK product name %q: %w", productName, err)
 	}
 	exts = append(exts, pkix.Extension{Id: kds.OidProductName1, Value: pn})
-	for _, e := range []struct {
+	type spl struct {
 		oid asn1.ObjectIdentifier
 		v   uint8
-	}{
-		{kds.OidBlSpl, parts.BlSpl},
-		{kds.OidTeeSpl, parts.TeeSpl},
-		{kds.OidSpl4, parts.Spl4},
-		{kds.OidSpl5, parts.Spl5},
-		{kds.OidSpl6, parts.Spl6},
-		{kds.OidSpl7, parts.Spl7},
-		{kds.OidSnpSpl, parts.SnpSpl},
-		{kds.OidUcodeSpl, parts.UcodeSpl},
-	} {
+	}
+	spls := []spl{
+		{kds.OidBlSpl, parts.Bootloader},
+		{kds.OidTeeSpl, parts.TEE},
+		{kds.OidSpl4, 0},
+		{kds.OidSpl5, 0},
+		{kds.OidSpl6, 0},
+		{kds.OidSpl7, 0},
+		{kds.OidSnpSpl, parts.SNP},
+		{kds.OidUcodeSpl, parts.Microcode},
+	}
+	hwid := chipID[:]
+	if line == ProductTurin {
+		// The order of the real Turin VCEKs in testdata.
+		spls = []spl{
+			{oidFmcSPL, parts.FMC},
+			{kds.OidBlSpl, parts.Bootloader},
+			{kds.OidTeeSpl, parts.TEE},
+			{kds.OidSnpSpl, parts.SNP},
+			{kds.OidSpl5, 0},
+			{kds.OidSpl6, 0},
+			{kds.OidSpl7, 0},
+			{kds.OidUcodeSpl, parts.Microcode},
+		}
+		hwid = chipID[:TurinHWIDSize]
+	}
+	for _, e := range spls {
 		if err := addInt(e.oid, e.v); err != nil {
 			return nil, nil, fmt.Errorf("snp: simulator: encoding VCEK extension: %w", err)
 		}
 	}
-	exts = append(exts, pkix.Extension{Id: kds.OidHwid, Value: bytes.Clone(chipID[:])})
+	exts = append(exts, pkix.Extension{Id: kds.OidHwid, Value: bytes.Clone(hwid)})
 
 	notBefore := time.Now().Add(-simBackdate).UTC().Truncate(time.Second)
 	tmpl := &x509.Certificate{
@@ -457,7 +490,9 @@ type SimOptions struct {
 	// reports, which name the product in their CPUID fields).
 	ProductName string
 
-	// Measurement is the launch MEASUREMENT. Default all zeros.
+	// Measurement is the launch MEASUREMENT, the digest of the launched
+	// image (package measure computes it from the launch inputs).
+	// Default all zeros, or the ID block's launch digest (IDBlock).
 	Measurement [48]byte
 	// GuestPolicy is the guest POLICY. Default 0x30000: SMT allowed, the
 	// reserved must-be-one bit 17, ABI 0.0, no debugging, no migration
@@ -478,6 +513,15 @@ type SimOptions struct {
 	// AuthorKeyEn sets AUTHOR_KEY_EN in the signer info: the ID block was
 	// signed by an author key.
 	AuthorKeyEn bool
+	// IDBlock and IDAuth launch the guest with an ID block (96 bytes)
+	// and its ID_AUTH (4096 bytes), as package idblock makes them and
+	// QEMU passes them to the firmware. Default none. NewSimAttester
+	// checks them as the firmware does (signatures, launch digest equal
+	// to Measurement, POLICY equal to GuestPolicy; a zero Measurement
+	// takes the block's) and sets FamilyID, ImageID, GuestSVN,
+	// IDKeyDigest, AuthorKeyDigest and AuthorKeyEn from them; those must
+	// then be zero or agree.
+	IDBlock, IDAuth []byte
 	// ReportID is the guest's REPORT_ID. Default random, fixed for the
 	// life of the SimAttester, as for a real guest.
 	ReportID [32]byte
@@ -485,7 +529,8 @@ type SimOptions struct {
 	// which is what hardware reports when there is no migration agent.
 	ReportIDMA [32]byte
 	// ChipID is the chip's unique ID, which the VCEK certifies as HWID.
-	// Default random, fixed for the life of the SimAttester.
+	// Default random, fixed for the life of the SimAttester. On Turin it
+	// is an 8-byte hardware ID followed by 56 zero bytes.
 	ChipID [64]byte
 	// MaskChipID makes the report's CHIP_ID all zeros and sets
 	// MASK_CHIP_ID in the signer info, as a host that hides the chip
@@ -494,7 +539,8 @@ type SimOptions struct {
 
 	// TCB is the REPORTED_TCB, and the default of the other TCB fields.
 	// Default: a TCB that real parts of the product line report (Milan
-	// 0xdb18000000000004, Genoa 0x541700000000000a).
+	// 0xdb18000000000004, Genoa 0x541700000000000a, Turin
+	// 0x4700000002000100, in the Turin layout).
 	TCB uint64
 	// CurrentTCB, CommittedTCB and LaunchTCB override the report's
 	// CURRENT_TCB, COMMITTED_TCB and LAUNCH_TCB, for example to simulate
@@ -506,7 +552,8 @@ type SimOptions struct {
 	// without SMT can be simulated with other bits, e.g. 0x4 (ECC only).
 	PlatformInfo uint64
 	// CurrentVersion is the running SEV firmware version (major, minor,
-	// build). Default: Milan 1.55.29, Genoa 1.55.40 (as on real parts).
+	// build). Default: Milan 1.55.29, Genoa 1.55.40, Turin 1.55.61 (as
+	// on real parts).
 	CurrentVersion [3]uint8
 	// CommittedVersion is the committed firmware version. Default
 	// CurrentVersion.
@@ -519,6 +566,13 @@ type SimOptions struct {
 	// SHA-384). Other values simulate an unknown algorithm; the report is
 	// still signed with ECDSA P-384.
 	SignatureAlgo uint32
+
+	// SP is the timing model of the secure processor that Attest goes
+	// through (see SPModel): per-report latency, one report at a time,
+	// and a throttle. The zero value (profile "none") adds no latency and
+	// no throttle, and does not serialize. Report and SignReport never
+	// wait.
+	SP SPProfile
 }
 
 // withDefaults returns o with its defaults filled in for product, or an
@@ -559,6 +613,9 @@ func (o SimOptions) withDefaults(product string) (SimOptions, error) {
 	if _, err := abi.ParseSnpPolicy(o.GuestPolicy); err != nil {
 		return o, fmt.Errorf("snp: simulator: guest policy 0x%x: %w", o.GuestPolicy, err)
 	}
+	if err := o.applyIDBlock(); err != nil {
+		return o, err
+	}
 	if o.VMPL > 3 {
 		return o, fmt.Errorf("snp: simulator: VMPL %d out of range 0-3", o.VMPL)
 	}
@@ -570,8 +627,17 @@ func (o SimOptions) withDefaults(product string) (SimOptions, error) {
 			o.ReportIDMA[i] = 0xff
 		}
 	}
+	hwidSize := len(o.ChipID)
+	if product == "Turin" {
+		// Turin reports carry the 8-byte hardware ID in CHIP_ID, the
+		// rest zero.
+		hwidSize = TurinHWIDSize
+		if !zeroBytes(o.ChipID[hwidSize:]) {
+			return o, fmt.Errorf("snp: simulator: a Turin CHIP_ID is an 8-byte hardware ID followed by zeros")
+		}
+	}
 	if o.ChipID == ([64]byte{}) {
-		_, _ = rand.Read(o.ChipID[:])
+		_, _ = rand.Read(o.ChipID[:hwidSize])
 	}
 	if o.TCB == 0 {
 		o.TCB = p.tcb
@@ -596,6 +662,9 @@ func (o SimOptions) withDefaults(product string) (SimOptions, error) {
 	if o.SignatureAlgo == 0 {
 		o.SignatureAlgo = abi.SignEcdsaP384Sha384
 	}
+	if err := o.SP.check(); err != nil {
+		return o, err
+	}
 	return o, nil
 }
 
@@ -608,6 +677,11 @@ type SimAttester struct {
 	// unsigned is the report with zero REPORT_DATA and no signature;
 	// never written after construction.
 	unsigned []byte
+	// sp models the secure processor in front of Attest; nil for the
+	// profile "none".
+	sp *SPModel
+	// chipSecret and vmrk are the roots of derived keys (simkeys.go).
+	chipSecret, vmrk [32]byte
 }
 
 var _ attest.Attester = (*SimAttester)(nil)
@@ -681,7 +755,33 @@ func NewSimAttester(chain *SimChain, opts SimOptions) (*SimAttester, error) {
 	if err != nil {
 		return nil, fmt.Errorf("snp: simulator: encoding report: %w", err)
 	}
-	return &SimAttester{opts: o, vcek: vcek, key: key, unsigned: unsigned}, nil
+	a := &SimAttester{opts: o, vcek: vcek, key: key, unsigned: unsigned}
+	if err := a.initKeys(chain); err != nil {
+		return nil, err
+	}
+	if !o.SP.IsZero() {
+		if a.sp, err = NewSPModel(simDevice{a}, SPModelOptions{Profile: o.SP}); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// simDevice is the attester's report function without the
+// secure-processor model, for the model to wrap.
+type simDevice struct{ a *SimAttester }
+
+func (d simDevice) Attest(ctx context.Context, reportData [attest.ReportDataSize]byte) (*attest.Evidence, error) {
+	return d.a.attest(ctx, reportData)
+}
+
+// SPStats returns the counters of the attester's secure-processor model
+// (SimOptions.SP); all zero for the profile "none".
+func (a *SimAttester) SPStats() SPStats {
+	if a.sp == nil {
+		return SPStats{}
+	}
+	return a.sp.Stats()
 }
 
 // Options returns the options of the attester with all defaults filled in:
@@ -703,8 +803,17 @@ func (a *SimAttester) Report(reportData [64]byte) ([]byte, error) {
 }
 
 // Attest implements attest.Attester: evidence with a signed report
-// carrying reportData and the VCEK certificate, without a CRL.
+// carrying reportData and the VCEK certificate, without a CRL. It goes
+// through the secure-processor model of SimOptions.SP, waiting as that
+// model says.
 func (a *SimAttester) Attest(ctx context.Context, reportData [attest.ReportDataSize]byte) (*attest.Evidence, error) {
+	if a.sp != nil {
+		return a.sp.Attest(ctx, reportData)
+	}
+	return a.attest(ctx, reportData)
+}
+
+func (a *SimAttester) attest(ctx context.Context, reportData [attest.ReportDataSize]byte) (*attest.Evidence, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("snp: simulator: %w", err)
 	}

@@ -40,7 +40,11 @@ var simTestChains = sync.OnceValues(func() (map[string]*SimChain, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]*SimChain{"Milan": milan, "Genoa": genoa, "Milan-other": other}, nil
+	turin, err := newSimChain("Turin", milan.askKey, milan.arkKey)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]*SimChain{"Milan": milan, "Genoa": genoa, "Turin": turin, "Milan-other": other}, nil
 })
 
 func testSimChain(t *testing.T, name string) *SimChain {
@@ -563,8 +567,8 @@ func TestSimOptionsRejected(t *testing.T) {
 	}
 	_, err := NewSimAttester(nil, SimOptions{})
 	require.Error(t, err)
-	_, err = NewSimChain("Turin")
-	require.ErrorContains(t, err, "Turin")
+	_, err = NewSimChain("Rome")
+	require.ErrorContains(t, err, "Rome")
 
 	a, err := NewSimAttester(chain, SimOptions{})
 	require.NoError(t, err)

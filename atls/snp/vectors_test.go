@@ -18,9 +18,9 @@ import (
 	"github.com/confidential-go/atls/atls/attest"
 )
 
-// vectorsDir holds reports from real AMD hardware (see its README.md). It
-// lives outside the module and is read in place, never copied.
-const vectorsDir = "../../../shared/vectors"
+// vectorsDir holds reports from real AMD hardware, with their sources and
+// licenses in its README.md.
+const vectorsDir = "testdata"
 
 // realVector is a report from real hardware with the certificate that
 // signed it and a policy that accepts it.
@@ -62,6 +62,14 @@ func midValidity(t *testing.T, der []byte) time.Time {
 	return c.NotBefore.Add(c.NotAfter.Sub(c.NotBefore) / 2)
 }
 
+// readVector reads a file of vectorsDir.
+func readVector(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(vectorsDir, name))
+	require.NoError(t, err)
+	return b
+}
+
 func realVectors(t *testing.T) []realVector {
 	t.Helper()
 	permitProvisional := func(p *Policy) { p.PermitProvisionalFirmware = true }
@@ -74,16 +82,11 @@ func realVectors(t *testing.T) []realVector {
 		adjust: func(p *Policy) {
 			p.AllowDebug = true
 			p.MinimumTCB = map[string]TCB{"Milan": {Bootloader: 2, TEE: 0, SNP: 5, Microcode: 68}}
+			p.AllowTCBBelowBaseline = map[string]string{"Milan": "go-sev-guest's test report comes from 2022 firmware"}
 		},
 	}}
-	if _, err := os.Stat(filepath.Join(vectorsDir, "README.md")); err != nil {
-		t.Logf("real vectors not found in %s (%v): testing go-sev-guest's report only", vectorsDir, err)
-	} else {
-		read := func(name string) []byte {
-			b, err := os.ReadFile(filepath.Join(vectorsDir, name))
-			require.NoError(t, err)
-			return b
-		}
+	{
+		read := func(name string) []byte { return readVector(t, name) }
 		vs = append(vs,
 			realVector{name: "virtee/report_milan.bin", report: read("virtee/report_milan.bin"), cert: read("virtee/vcek_milan.der")},
 			realVector{name: "trustee/test-report.bin", report: read("trustee/test-report.bin"), cert: read("trustee/test-vcek.der"), adjust: permitProvisional},
@@ -95,6 +98,10 @@ func realVectors(t *testing.T) []realVector {
 				}},
 			realVector{name: "trustee/report-genoa.bin", report: read("trustee/report-genoa.bin"), cert: read("trustee/vcek-genoa.pem")},
 			realVector{name: "trustee/report-azure-milan.bin", report: read("trustee/report-azure-milan.bin"), cert: read("trustee/vcek.pem"), adjust: permitProvisional},
+			realVector{name: "microsoft-tav/milan_attestation_report.bin", report: read("microsoft-tav/milan_attestation_report.bin"), cert: read("microsoft-tav/milan_vcek.pem")},
+			realVector{name: "microsoft-tav/genoa_attestation_report.bin", report: read("microsoft-tav/genoa_attestation_report.bin"), cert: read("microsoft-tav/genoa_vcek.pem")},
+			realVector{name: "oak/genoa_oc_report.bin", report: read("oak/genoa_oc_report.bin"), cert: read("oak/genoa_oc_vcek.der")},
+			realVector{name: "oak/turin_oc_report.bin", report: read("oak/turin_oc_report.bin"), cert: read("oak/turin_oc_vcek.der")},
 		)
 	}
 	for i := range vs {
@@ -158,7 +165,7 @@ func TestRealVectorsAccepted(t *testing.T) {
 			require.Equal(t, v.report[0x50:0x90], []byte(claims.ReportData))
 			require.Len(t, claims.EvidenceDigest, 32)
 			require.Equal(t, claims.SNP.ReportedTCB, claims.SNP.CertTCB)
-			require.Contains(t, []string{"Milan", "Genoa"}, claims.SNP.Product)
+			require.Contains(t, []string{"Milan", "Genoa", "Turin"}, claims.SNP.Product)
 
 			// The same through Evidence.
 			ev := NewEvidence(v.report, v.cert, nil)
@@ -195,7 +202,7 @@ func TestRealVectorsNeedTheirRelaxations(t *testing.T) {
 	}
 	v := byName["go-sev-guest/attestation.bin"]
 	requireCheck(t, strict(t, v, func(p *Policy) { p.AllowDebug = false }), attest.ErrPolicy, "policy.debug")
-	requireCheck(t, strict(t, v, func(p *Policy) { p.MinimumTCB = nil }), attest.ErrPolicy, "policy.tcb.minimum")
+	requireCheck(t, strict(t, v, func(p *Policy) { p.MinimumTCB, p.AllowTCBBelowBaseline = nil, nil }), attest.ErrPolicy, "policy.tcb.minimum")
 
 	if v, ok := byName["trustee/test-vlek-report.bin"]; ok {
 		requireCheck(t, strict(t, v, func(p *Policy) { p.AllowVLEK = false }), attest.ErrPolicy, "policy.vlek")
@@ -240,16 +247,18 @@ const tamperAllEnv = "ATLS_SNP_TAMPER_ALL"
 
 // Every single-byte change of a genuine report is rejected, and none
 // panics. Each change costs an ECDSA P-384 verification, which is slow
-// under the race detector, so two vectors (go-sev-guest's Milan v2 report
-// and the Genoa v3 report) get every byte of the signed part flipped and
-// the others a sample: every byte of the fields that steer parsing
+// under the race detector, so three vectors (go-sev-guest's Milan v2
+// report, the Genoa v3 report and the Turin v5 report, whose TCB layout,
+// CHIP_ID and CPUID are Turin's) get every byte of the signed part flipped
+// and the others a sample: every byte of the fields that steer parsing
 // (version, guest policy, VMPL, signature algorithm, signer info, CPUID,
-// firmware versions) and every 32nd byte elsewhere (set
+// firmware versions, the four TCBs, whose layout differs by product line,
+// and the mitigation vectors) and every 32nd byte elsewhere (set
 // ATLS_SNP_TAMPER_ALL=1 to flip them all). All get a sample of the
 // signature.
 func TestRealVectorsTampered(t *testing.T) {
 	vs := realVectors(t)
-	full := map[string]bool{"go-sev-guest/attestation.bin": true, "trustee/report-genoa.bin": true}
+	full := map[string]bool{"go-sev-guest/attestation.bin": true, "trustee/report-genoa.bin": true, "oak/turin_oc_report.bin": true}
 	all := os.Getenv(tamperAllEnv) != ""
 	sigOffsets := []int{
 		0x2A0, 0x2A0 + 1, 0x2A0 + 47, // R, low end (little-endian)
@@ -261,7 +270,9 @@ func TestRealVectorsTampered(t *testing.T) {
 	dense := func(off int) bool {
 		in := func(lo, hi int) bool { return off >= lo && off < hi }
 		return in(0x00, 0x04) || in(0x08, 0x10) || in(0x30, 0x38) || in(0x48, 0x50) || // version, policy, VMPL, algorithm, signer
-			in(0x188, 0x18B) || in(0x1E8, 0x1F0) || off%32 == 0 // CPUID, firmware versions, a sample of the rest
+			in(0x188, 0x18B) || in(0x1E8, 0x1F0) || // CPUID, firmware versions
+			in(0x38, 0x40) || in(0x180, 0x188) || in(0x1E0, 0x1E8) || in(0x1F0, 0x208) || // the TCBs, the mitigation vectors
+			off%32 == 0 // a sample of the rest
 	}
 	var wg sync.WaitGroup
 	for _, v := range vs {
@@ -361,35 +372,4 @@ func TestChainCacheExpires(t *testing.T) {
 	now = c.NotBefore.Add(-time.Second)
 	_, err = ver.VerifyReport(ctx, v.report, v.cert, nil, v.reportData())
 	requireCheck(t, err, attest.ErrVerification, "snp.vcek.chain")
-}
-
-// Turin VCEKs carry an AMD extension (fmcSPL) that go-sev-guest v0.15.0
-// cannot parse: evidence with one fails closed as unsupported, whatever
-// the report says.
-func TestTurinVCEKUnsupported(t *testing.T) {
-	der, err := os.ReadFile(filepath.Join(vectorsDir, "virtee/vcek_turin.der"))
-	if err != nil {
-		t.Skipf("Turin VCEK vector not found in %s: %v", vectorsDir, err)
-	}
-	_, _, err = parseSignerCert(der, abi.VcekReportSigner)
-	requireCheck(t, err, attest.ErrUnsupported, "snp.vcek.extensions")
-	require.ErrorContains(t, err, "1.3.6.1.4.1.3704.1.3.9")
-
-	// A report claiming Turin (v3, family 0x1A model 0x02), with a
-	// signature no one can check.
-	report := append([]byte(nil), realVectors(t)[0].report...)
-	report[0] = 3
-	report[0x188], report[0x189], report[0x18A] = 0x1A, 0x02, 0x00
-	var rd [64]byte
-	copy(rd[:], report[0x50:0x90])
-	p := NewPolicy()
-	p.Measurements = []attest.HexBytes{report[0x90:0xC0]}
-	ver, err := NewVerifier(VerifierOptions{Roots: AMDRoots(), Policy: p})
-	require.NoError(t, err)
-	_, err = ver.VerifyReport(context.Background(), report, der, nil, rd)
-	requireCheck(t, err, attest.ErrUnsupported, "snp.vcek.extensions")
-
-	// A Turin report with a Milan VCEK: the product is unsupported.
-	_, err = ver.VerifyReport(context.Background(), report, realVectors(t)[0].cert, nil, rd)
-	requireCheck(t, err, attest.ErrUnsupported, "snp.product")
 }

@@ -6,16 +6,16 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/x509"
-	"encoding/asn1"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-sev-guest/abi"
-	"github.com/google/go-sev-guest/kds"
 	spb "github.com/google/go-sev-guest/proto/sevsnp"
 	"github.com/google/go-sev-guest/validate"
 	"github.com/google/go-sev-guest/verify"
@@ -46,12 +46,18 @@ type VerifierOptions struct {
 	// acceptances at Debug). Nil is silent.
 	Logger *slog.Logger
 	// CRLs are AMD's CRLs (DER) that the verifier holds itself, keyed by
-	// product line ("Milan", "Genoa"): the VCEK CRL that AMD's KDS
-	// publishes per product, signed by that product's ARK. For
-	// VCEK-signed evidence of a product listed here, this CRL is checked
-	// instead of any CRL the attester sent, so that a peer cannot pick an
-	// older one. Keep them current: a CRL past its next update fails
-	// every verification ("snp.crl"). Nothing is ever fetched.
+	// product line ("Milan", "Genoa", "Turin"): the VCEK CRL that AMD's KDS
+	// publishes per product, signed by that product's ARK. Nil holds
+	// none. For VCEK-signed evidence of a product listed here, this CRL
+	// and the one the attester sent (if any) compete, and the freshest
+	// wins: of those signed by the pinned ARK (a CRL that is not fails,
+	// "snp.crl") and current (thisUpdate passed, nextUpdate not), the one
+	// with the latest thisUpdate decides, the verifier's on a tie. So a
+	// peer cannot displace a newer CRL held here with an older one, and a
+	// CRL held here that has lapsed gives way to a current one from the
+	// peer. When there are CRLs but none is current, verification fails
+	// ("snp.crl.stale"): keep them current. Policy.MaximumCRLAge bounds
+	// the age of the deciding CRL. Nothing is ever fetched.
 	CRLs map[string][]byte
 	// CertCacheSize bounds the cache of VCEK chain results: verifying
 	// that a VCEK chains to the roots takes several RSA-4096 signature
@@ -67,12 +73,27 @@ type VerifierOptions struct {
 // the first problem with an *attest.CheckError naming the check.
 //
 // Verification is offline: nothing is ever fetched from AMD's Key
-// Distribution Service, and a CRL is used only when the evidence carries
-// one. A Verifier is safe for concurrent use.
+// Distribution Service, and revocation is checked only against a CRL the
+// evidence carries or the verifier holds (VerifierOptions.CRLs, which
+// also says which one decides). A Verifier is safe for concurrent use.
+//
+// Its policy, roots and CRLs can be replaced while it is in use
+// (SetPolicy, SetRoots, SetCRLs): each verification runs under the one
+// configuration in force when it starts, never a mix, and Generation
+// changes with each replacement so that callers' caches (package atls's)
+// do not reuse a result reached under an earlier one.
 type Verifier struct {
+	// live is the configuration in force (see live.go). The fields
+	// roots, rootsID, policy, crls and gen below are those of one
+	// verification's snapshot, taken from live; they are unset on the
+	// Verifier NewVerifier returns.
+	live atomic.Pointer[verifierConfig]
+	mu   sync.Mutex // serializes replacements of live
+
 	roots   *Roots
 	rootsID [sha256.Size]byte
 	policy  *Policy
+	gen     uint64
 	now     func() time.Time
 	log     *slog.Logger
 	// cache remembers, for a bounded number of signer certificates, that
@@ -80,7 +101,8 @@ type Verifier struct {
 	// Only successes are cached, so a transient failure is never
 	// remembered and a peer cannot plant an entry without a genuine
 	// certificate. Nil when disabled.
-	cache *lru.Cache[[sha256.Size]byte, struct{}]
+	// The value is when the deciding CRL lapses (zero without CRLs).
+	cache *lru.Cache[[sha256.Size]byte, time.Time]
 	// crls are the verifier's own CRLs by product line.
 	crls map[string]verifierCRL
 }
@@ -106,21 +128,13 @@ func NewVerifier(opts VerifierOptions) (*Verifier, error) {
 	}
 	roots := snapshotRoots(opts.Roots)
 	v := &Verifier{
-		roots:  roots,
-		policy: pol,
-		now:    opts.Now,
-		log:    opts.Logger,
-		crls:   crls,
+		now: opts.Now,
+		log: opts.Logger,
 	}
 	// The cache key includes the identity of the roots so that a cached
 	// result can never be read under other roots, whatever becomes of
 	// the cache's scope later.
-	h := sha256.New()
-	if roots.Simulated {
-		h.Write([]byte("simulated\x00"))
-	}
-	h.Write(roots.PEM())
-	h.Sum(v.rootsID[:0])
+	v.live.Store(&verifierConfig{gen: 1, roots: roots, rootsID: rootsIdentity(roots), policy: pol, crls: crls})
 	if v.now == nil {
 		v.now = time.Now
 	}
@@ -129,7 +143,7 @@ func NewVerifier(opts VerifierOptions) (*Verifier, error) {
 		size = DefaultCertCacheSize
 	}
 	if size > 0 {
-		v.cache = lru.New[[sha256.Size]byte, struct{}](size)
+		v.cache = lru.New[[sha256.Size]byte, time.Time](size)
 	}
 	return v, nil
 }
@@ -170,7 +184,34 @@ func (v *Verifier) Verify(ctx context.Context, ev *attest.Evidence, reportData [
 // evidence: a report of ReportSize bytes, the DER certificate of the key
 // that signed it, and an optional DER CRL (nil for none). Claims carry
 // the SHA-256 of NewEvidence(report, cert, crl) as EvidenceDigest.
-func (v *Verifier) VerifyReport(ctx context.Context, report, cert, crl []byte, reportData [attest.ReportDataSize]byte) (claims *attest.Claims, err error) {
+func (v *Verifier) VerifyReport(ctx context.Context, report, cert, crl []byte, reportData [attest.ReportDataSize]byte) (*attest.Claims, error) {
+	return v.verifyReport(ctx, report, cert, crl, &reportData)
+}
+
+// VerifyUnboundReport runs the verification pipeline on a report that is
+// not bound to anything the caller knows, such as a report an operator
+// saved with snpguest: everything VerifyReport checks, except that
+// REPORT_DATA is compared with reportData only when reportData is not
+// nil ("snp.report_data" then, as in VerifyReport).
+//
+// With a nil reportData the claims show that AMD hardware produced the
+// report for a guest the policy accepts, not when, nor for which key,
+// nonce or connection: anyone can replay a saved report. Never use it for
+// evidence received from a peer; Verify and VerifyReport (which the TLS
+// code calls through attest.Verifier) always check the binding. The
+// claims' binding parameters (Role, Mode, NotBefore, NotAfter) are zero:
+// the report has none.
+func (v *Verifier) VerifyUnboundReport(ctx context.Context, report, cert, crl []byte, reportData *[attest.ReportDataSize]byte) (*attest.Claims, error) {
+	if reportData != nil {
+		rd := *reportData
+		reportData = &rd
+	}
+	return v.verifyReport(ctx, report, cert, crl, reportData)
+}
+
+// verifyReport is VerifyReport, with the binding check skipped when
+// reportData is nil (VerifyUnboundReport only).
+func (v *Verifier) verifyReport(ctx context.Context, report, cert, crl []byte, reportData *[attest.ReportDataSize]byte) (claims *attest.Claims, err error) {
 	defer func() {
 		// The report and certificate come from the peer and go through
 		// third-party parsers. Whatever happens there must end in a
@@ -181,7 +222,8 @@ func (v *Verifier) VerifyReport(ctx context.Context, report, cert, crl []byte, r
 		}
 		v.logResult(claims, err)
 	}()
-	claims, err = v.verify(ctx, report, cert, crl, reportData)
+	// One configuration for the whole pipeline (see SetPolicy).
+	claims, err = v.snapshot().verify(ctx, report, cert, crl, reportData)
 	if err != nil {
 		return nil, err
 	}
@@ -214,7 +256,8 @@ func (v *Verifier) logResult(claims *attest.Claims, err error) {
 }
 
 // verify is the pipeline. Each step returns an *attest.CheckError.
-func (v *Verifier) verify(ctx context.Context, raw, certDER, crlDER []byte, reportData [attest.ReportDataSize]byte) (*attest.Claims, error) {
+// reportData is nil only for VerifyUnboundReport.
+func (v *Verifier) verify(ctx context.Context, raw, certDER, crlDER []byte, reportData *[attest.ReportDataSize]byte) (*attest.Claims, error) {
 	now := v.now()
 
 	// 1. Structure, before anything is interpreted.
@@ -226,30 +269,24 @@ func (v *Verifier) verify(ctx context.Context, raw, certDER, crlDER []byte, repo
 	if err != nil {
 		return nil, err
 	}
-	product, err := reportProduct(report, exts, info.SigningKey)
+	line, err := reportProduct(report, exts, info.SigningKey)
 	if err != nil {
 		return nil, err
 	}
-	var crl *x509.RevocationList
-	if own, ok := v.crls[product]; ok && info.SigningKey == abi.VcekReportSigner {
-		crlDER, crl = own.der, own.crl
-	} else if len(crlDER) > 0 {
-		if len(crlDER) > MaxCRLSize {
-			return nil, attest.Fail(attest.ErrMalformedEvidence, "snp.crl", "CRL of %d bytes exceeds %d", len(crlDER), MaxCRLSize)
-		}
-		if crl, err = x509.ParseRevocationList(crlDER); err != nil {
-			return nil, attest.Fail(attest.ErrMalformedEvidence, "snp.crl", "cannot parse the CRL: %v", err)
-		}
+	product := line.String()
+	crls, err := v.crlCandidates(product, info.SigningKey, crlDER)
+	if err != nil {
+		return nil, err
 	}
-
-	if crl == nil && v.policy.RequireCRL {
-		return nil, attest.Fail(attest.ErrPolicy, "policy.crl", "the policy requires a revocation check, and neither the evidence nor the verifier has a CRL for %s", product)
+	if len(crls) == 0 && (v.policy.RequireCRL || v.policy.MaximumCRLAge > 0) {
+		return nil, attest.Fail(attest.ErrPolicy, "policy.crl", "the policy requires a revocation check (require_crl or maximum_crl_age), and neither the evidence nor the verifier has a CRL for %s", product)
 	}
 
 	// 2. Authenticity: the certificate chain, then the signature over
 	// the exact bytes received.
 	att := &spb.Attestation{Report: report, CertificateChain: certificateChain(info.SigningKey, certDER)}
-	if err := v.verifyChain(ctx, att, raw, certDER, cert, crl, crlDER, product, info.SigningKey, now); err != nil {
+	crlUntil, err := v.verifyChain(ctx, att, raw, certDER, cert, crls, product, info.SigningKey, now)
+	if err != nil {
 		return nil, err
 	}
 	if err := verify.SnpReportSignature(raw, cert); err != nil {
@@ -257,24 +294,30 @@ func (v *Verifier) verify(ctx context.Context, raw, certDER, crlDER []byte, repo
 	}
 
 	// 3. Binding, all 64 bytes, in constant time.
-	if subtle.ConstantTimeCompare(report.GetReportData(), reportData[:]) != 1 {
-		return nil, attest.Fail(attest.ErrBinding, "snp.report_data", "REPORT_DATA does not match the expected binding (evidence made for another key, nonce or connection)")
+	var expected []byte
+	if reportData != nil {
+		expected = reportData[:]
+		if subtle.ConstantTimeCompare(report.GetReportData(), expected) != 1 {
+			return nil, attest.Fail(attest.ErrBinding, "snp.report_data", "REPORT_DATA does not match the expected binding (evidence made for another key, nonce or connection)")
+		}
 	}
 
 	// 4. Policy: ours first, for precise check names, then go-sev-guest's
 	// validation of the same policy as a second opinion.
-	if err := v.checkPolicy(report, info, exts, product); err != nil {
+	if err := v.checkPolicy(report, info, exts, line); err != nil {
 		return nil, err
 	}
-	if err := validate.SnpAttestation(att, v.policy.validateOptions(product, reportData[:])); err != nil {
-		return nil, attest.Fail(attest.ErrPolicy, "policy.validate", "%v", err)
+	if upstreamCovers(report, line, cert, info.SigningKey) {
+		if err := validate.SnpAttestation(att, v.policy.validateOptions(product, expected)); err != nil {
+			return nil, attest.Fail(attest.ErrPolicy, "policy.validate", "%v", err)
+		}
 	}
-	claims := v.claims(report, info, exts, product)
+	claims := v.claims(report, info, exts, line)
 	// The verdict holds while the signing certificate (and the CRL it was
 	// checked against) does.
 	claims.ValidUntil = cert.NotAfter
-	if crl != nil && !crl.NextUpdate.IsZero() && crl.NextUpdate.Before(claims.ValidUntil) {
-		claims.ValidUntil = crl.NextUpdate
+	if !crlUntil.IsZero() {
+		claims.ValidUntil = earlierOf(claims.ValidUntil, crlUntil)
 	}
 	return claims, nil
 }
@@ -286,10 +329,11 @@ func (v *Verifier) parseReport(raw []byte) (*spb.Report, abi.SignerInfo, error) 
 		return nil, none, attest.Fail(attest.ErrMalformedEvidence, "snp.report.size", "report is %d bytes, want %d", len(raw), ReportSize)
 	}
 	version := binary.LittleEndian.Uint32(raw[0x00:0x04])
+	layout, known := layoutOf(version)
+	if !known {
+		return nil, none, attest.Fail(attest.ErrUnsupported, "snp.report.version", "report version %d has no published layout that this verifier parses exactly (it reads versions %v)", version, KnownReportVersions())
+	}
 	if allowed := v.policy.reportVersions(); !slices.Contains(allowed, version) {
-		if version < abi.MinSupportedReportVersion || version > abi.MaxSupportedReportVersion {
-			return nil, none, attest.Fail(attest.ErrUnsupported, "snp.report.version", "report version %d is unknown (this verifier reads versions %d-%d)", version, abi.MinSupportedReportVersion, abi.MaxSupportedReportVersion)
-		}
 		return nil, none, attest.Fail(attest.ErrUnsupported, "snp.report.version", "report version %d is not in the policy's allowed_report_versions %v", version, allowed)
 	}
 	if algo := abi.SignatureAlgo(raw); algo != abi.SignEcdsaP384Sha384 {
@@ -299,10 +343,11 @@ func (v *Verifier) parseReport(raw []byte) (*spb.Report, abi.SignerInfo, error) 
 	if err != nil {
 		return nil, none, attest.Fail(attest.ErrMalformedEvidence, "snp.report.format", "%v", err)
 	}
-	// Before version 5 the mitigation vectors were reserved bytes;
-	// go-sev-guest reads them whatever the version.
-	if version < abi.ReportVersion5 && !zeroBytes(raw[0x1F8:0x208]) {
-		return nil, none, attest.Fail(attest.ErrMalformedEvidence, "snp.report.format", "reserved bytes 0x1f8-0x207 of a version %d report are not zero", version)
+	// Every byte the version reserves must be zero: go-sev-guest reads
+	// the mitigation vectors whatever the version, and checks only some
+	// reserved ranges.
+	if err := layout.checkReserved(raw); err != nil {
+		return nil, none, attest.Fail(attest.ErrMalformedEvidence, "snp.report.format", "%v", err)
 	}
 	// The decoded report must encode back to exactly the bytes received:
 	// go-sev-guest verifies the signature over the re-encoded report, so
@@ -331,21 +376,11 @@ func (v *Verifier) parseReport(raw []byte) (*spb.Report, abi.SignerInfo, error) 
 	return report, info, nil
 }
 
-// knownKDSExtensions are the AMD certificate extensions go-sev-guest
-// v0.15.0 understands.
-var knownKDSExtensions = []asn1.ObjectIdentifier{
-	kds.OidStructVersion, kds.OidProductName1, kds.OidBlSpl, kds.OidTeeSpl, kds.OidSnpSpl,
-	kds.OidSpl4, kds.OidSpl5, kds.OidSpl6, kds.OidSpl7, kds.OidUcodeSpl, kds.OidHwid, kds.OidCspID,
-}
-
-// amdKDSArc is the OID arc of AMD's KDS certificate extensions.
-var amdKDSArc = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 3704, 1}
-
 // parseSignerCert parses the VCEK or VLEK certificate and its AMD
-// extensions. A certificate carrying an AMD extension that go-sev-guest
-// does not know (Turin's fmcSPL, 1.3.6.1.4.1.3704.1.3.9) fails with
+// extensions, for every product line (ParseCertExtensions). A certificate
+// carrying an AMD extension this verifier does not know fails with
 // ErrUnsupported: it may well be genuine, but it cannot be checked.
-func parseSignerCert(der []byte, signer abi.ReportSigner) (*x509.Certificate, *kds.Extensions, error) {
+func parseSignerCert(der []byte, signer abi.ReportSigner) (*x509.Certificate, *CertExtensions, error) {
 	const check = "snp.vcek.parse"
 	if len(der) == 0 {
 		return nil, nil, attest.Fail(attest.ErrMalformedEvidence, check, "no %v certificate", signer)
@@ -357,45 +392,53 @@ func parseSignerCert(der []byte, signer abi.ReportSigner) (*x509.Certificate, *k
 	if err != nil {
 		return nil, nil, attest.Fail(attest.ErrMalformedEvidence, check, "cannot parse the %v certificate: %v", signer, err)
 	}
-	exts, err := kds.CertificateExtensions(cert, signer)
+	exts, err := ParseCertExtensions(cert, signer)
 	if err != nil {
-		for _, e := range cert.Extensions {
-			if oidHasPrefix(e.Id, amdKDSArc) && !slices.ContainsFunc(knownKDSExtensions, e.Id.Equal) {
-				return nil, nil, attest.Fail(attest.ErrUnsupported, "snp.vcek.extensions",
-					"the %v certificate carries AMD extension %v, which this verifier (go-sev-guest v0.15.0) cannot read; "+
-						"Turin and later products (fmcSPL, 1.3.6.1.4.1.3704.1.3.9) are not supported yet", signer, e.Id)
-			}
+		var unknown *unknownExtensionError
+		if errors.As(err, &unknown) {
+			return nil, nil, attest.Fail(attest.ErrUnsupported, "snp.vcek.extensions",
+				"the %v certificate carries AMD extension %v, which this verifier cannot read (a newer certificate profile?)", signer, unknown.oid)
+		}
+		var product *unknownProductError
+		if errors.As(err, &product) {
+			return nil, nil, attest.Fail(attest.ErrVerification, "snp.vcek.product",
+				"the %v certificate is for product %q, which is no product line this verifier knows (Milan, Genoa, Turin)", signer, product.name)
 		}
 		return nil, nil, attest.Fail(attest.ErrVerification, "snp.vcek.extensions", "the certificate does not carry valid AMD %v extensions: %v", signer, err)
 	}
 	return cert, exts, nil
 }
 
-func oidHasPrefix(oid, prefix asn1.ObjectIdentifier) bool {
-	return len(oid) > len(prefix) && prefix.Equal(oid[:len(prefix)])
-}
-
-// reportProduct names the product line of the report: from the CPUID
-// fields of version 3 and later reports, else from the certificate's
-// product name (version 2 reports do not say). Only Milan and Genoa are
-// supported: go-sev-guest v0.15.0 reads Turin TCBs in the older layout.
-func reportProduct(report *spb.Report, exts *kds.Extensions, signer abi.ReportSigner) (string, error) {
-	const check = "snp.product"
-	var line string
-	if report.GetVersion() >= abi.ReportVersion3 {
-		line = kds.ProductLineFromFms(report.GetCpuid1EaxFms())
-		if line == "Unknown" {
-			return "", attest.Fail(attest.ErrUnsupported, check, "CPUID_1_EAX family/model/stepping %#x is not a known SEV-SNP product", report.GetCpuid1EaxFms())
-		}
-	} else {
-		p, err := kds.ParseProductName(exts.ProductName, signer)
-		if err != nil {
-			return "", attest.Fail(attest.ErrUnsupported, check, "%v certificate product name: %v", signer, err)
-		}
-		line = kds.ProductLine(p)
+// reportProduct decides the product line of the report from the signed
+// evidence: the product name of the signer's certificate (which verifyChain
+// then checks against that product line's ARK, so that only AMD can have
+// issued it), together with the CPUID family and model of version 3 and
+// later reports, which the chip signs. A CPUID in AMD's table must name the
+// certificate's product line; a model not in the table (a variant such as
+// family 19h model A0h, whose VCEKs AMD issues as "Genoa") is accepted
+// under the certificate's product line if its family holds that line. An
+// unknown family is refused. What the peer claims elsewhere is never read.
+//
+// The stepping ("Milan-B0") is not compared: the report signs its own
+// CPUID stepping, and KDS product names are not a source for it.
+func reportProduct(report *spb.Report, exts *CertExtensions, signer abi.ReportSigner) (ProductLine, error) {
+	line := exts.Product
+	if report.GetVersion() < abi.ReportVersion3 {
+		return line, nil
 	}
-	if !supportedProduct(line) {
-		return "", attest.Fail(attest.ErrUnsupported, check, "product line %s is not supported (only Milan and Genoa; go-sev-guest v0.15.0 cannot read newer TCB layouts)", line)
+	family, model, _ := abi.FmsFromCpuid1Eax(report.GetCpuid1EaxFms())
+	cpuLine, known, familyLines := cpuidLine(family, model)
+	switch {
+	case known && cpuLine != line:
+		return ProductUnknown, attest.Fail(attest.ErrVerification, "snp.vcek.product",
+			"the %v certificate is for product %q, but the report comes from a %v part (CPUID family %#x, model %#x)", signer, exts.ProductName, cpuLine, family, model)
+	case known:
+	case len(familyLines) == 0:
+		return ProductUnknown, attest.Fail(attest.ErrUnsupported, "snp.product",
+			"CPUID family %#x (model %#x) is not a known SEV-SNP processor family", family, model)
+	case !slices.Contains(familyLines, line):
+		return ProductUnknown, attest.Fail(attest.ErrVerification, "snp.vcek.product",
+			"the %v certificate is for product %q, but the report comes from a CPUID family %#x part, which holds %v", signer, exts.ProductName, family, familyLines)
 	}
 	return line, nil
 }
@@ -427,14 +470,15 @@ func (offlineGetter) GetContext(_ context.Context, url string) ([]byte, error) {
 }
 
 // verifyChain checks that cert chains to the verifier's roots for
-// product, and that the CRL, if any, is valid and revokes nothing on the
-// chain. A success is cached until the first expiry in the chain (or the
-// CRL's next update).
-func (v *Verifier) verifyChain(ctx context.Context, att *spb.Attestation, raw, certDER []byte, cert *x509.Certificate, crl *x509.RevocationList, crlDER []byte, product string, signer abi.ReportSigner, now time.Time) error {
+// product, and that the CRL that decides (chooseCRL), if there are any,
+// is current, young enough for the policy and revokes nothing on the
+// chain. It returns when the deciding CRL lapses (zero without CRLs). A
+// success is cached until the first expiry in the chain or that time.
+func (v *Verifier) verifyChain(ctx context.Context, att *spb.Attestation, raw, certDER []byte, cert *x509.Certificate, crls []crlCandidate, product string, signer abi.ReportSigner, now time.Time) (time.Time, error) {
 	const check = "snp.vcek.chain"
-	key := v.cacheKey(certDER, crlDER, product, signer)
-	if _, ok := v.cache.Get(key, now); ok {
-		return nil
+	key := v.cacheKey(certDER, crls, product, signer)
+	if crlUntil, ok := v.cache.Get(key, now); ok {
+		return crlUntil, nil
 	}
 
 	// Our own path check first: it says which root chain signed the
@@ -442,30 +486,58 @@ func (v *Verifier) verifyChain(ctx context.Context, att *spb.Attestation, raw, c
 	// chain apart from a bad report signature.
 	ch, err := v.findChain(cert, product, signer, now)
 	if err != nil {
-		return attest.Fail(attest.ErrVerification, check, "%v", err)
+		return time.Time{}, attest.Fail(attest.ErrVerification, check, "%v", err)
+	}
+	if err := checkKDSProfile(cert, signer); err != nil {
+		return time.Time{}, attest.Fail(attest.ErrVerification, check, "%v", err)
 	}
 	notBefore, notAfter := chainValidity(cert, ch.ask, ch.ark)
-	if crl != nil {
-		if err := checkCRL(crl, ch, now); err != nil {
-			return err
+	var crl *x509.RevocationList
+	var crlUntil time.Time
+	if len(crls) > 0 {
+		c, err := chooseCRL(crls, ch, now)
+		if err != nil {
+			return time.Time{}, err
 		}
+		if err := checkRevoked(c, ch); err != nil {
+			return time.Time{}, err
+		}
+		if err := v.policy.checkCRLAge(c, now); err != nil {
+			return time.Time{}, err
+		}
+		crl, crlUntil = c.crl, v.policy.crlDeadline(c)
 		notBefore = laterOf(notBefore, crl.ThisUpdate)
-		notAfter = earlierOf(notAfter, crl.NextUpdate)
+		notAfter = earlierOf(notAfter, crlUntil)
 	}
 
-	// Then go-sev-guest's verification: the KDS certificate profile, the
-	// chain again, revocation, and the report signature.
+	// Then go-sev-guest's verification, where it can give one (see
+	// upstreamCovers): the KDS certificate profile, the chain again,
+	// revocation, and the report signature. Elsewhere (Turin) the checks
+	// above are the chain verification, and the caller checks the
+	// signature.
+	if line, _ := ParseProductLine(product); !upstreamCovers(att.GetReport(), line, cert, signer) {
+		v.cache.Put(key, crlUntil, notBefore, notAfter)
+		return crlUntil, nil
+	}
 	roots := v.roots.trusted()
+	// go-sev-guest's verify package registers the global flag
+	// workaround_kds_productname on flag.CommandLine, which skips its
+	// stepping comparison. It reads the flag only when Options.Product
+	// holds an expected product or certificates may be fetched; both stay
+	// off, so a program's command line cannot relax this verification
+	// (TestVerifyIgnoresKDSProductNameFlag). reportProduct checks the
+	// product line itself.
 	opts := &verify.Options{
 		TrustedRoots:        roots,
 		DisableCertFetching: true,
+		Product:             nil,
 		Getter:              offlineGetter{},
 		Now:                 now,
 	}
 	// go-sev-guest checks a CRL only against a VCEK chain (it needs the
-	// ASK); checkCRL above covered both. The CRL is installed in every
-	// root it may consult and is fresh (checked above), so nothing is
-	// fetched.
+	// ASK); checkRevoked above covered both. The deciding CRL is
+	// installed in every root it may consult and is current (checked
+	// above), so nothing is fetched.
 	if crl != nil && signer == abi.VcekReportSigner {
 		opts.CheckRevocations = true
 		for _, r := range roots[product] {
@@ -474,12 +546,12 @@ func (v *Verifier) verifyChain(ctx context.Context, att *spb.Attestation, raw, c
 	}
 	if err := verify.SnpAttestationContext(ctx, att, opts); err != nil {
 		if sigErr := verify.SnpReportSignature(raw, cert); sigErr != nil {
-			return attest.Fail(attest.ErrVerification, "snp.report.signature", "the report is not signed by the %v: %v", signer, sigErr)
+			return time.Time{}, attest.Fail(attest.ErrVerification, "snp.report.signature", "the report is not signed by the %v: %v", signer, sigErr)
 		}
-		return attest.Fail(attest.ErrVerification, check, "%v", err)
+		return time.Time{}, attest.Fail(attest.ErrVerification, check, "%v", err)
 	}
-	v.cache.Put(key, struct{}{}, notBefore, notAfter)
-	return nil
+	v.cache.Put(key, crlUntil, notBefore, notAfter)
+	return crlUntil, nil
 }
 
 // findChain returns the root chain of product whose intermediate (ASK for
@@ -544,28 +616,6 @@ func parseVerifierCRLs(in map[string][]byte) (map[string]verifierCRL, error) {
 	return out, nil
 }
 
-// checkCRL checks that crl is signed by the chain's ARK, current at now,
-// and does not revoke the chain's intermediate key. (AMD issues every VCEK
-// with serial number 0 and supersedes VCEKs by TCB instead of revoking
-// them, so only the intermediate is looked up.)
-func checkCRL(crl *x509.RevocationList, ch chain, now time.Time) error {
-	if err := crl.CheckSignatureFrom(ch.ark); err != nil {
-		return attest.Fail(attest.ErrVerification, "snp.crl", "the CRL is not signed by %s: %v", ch.ark.Subject.CommonName, err)
-	}
-	if now.Before(crl.ThisUpdate) {
-		return attest.Fail(attest.ErrVerification, "snp.crl", "the CRL is not valid before %v", crl.ThisUpdate)
-	}
-	if crl.NextUpdate.IsZero() || !now.Before(crl.NextUpdate) {
-		return attest.Fail(attest.ErrVerification, "snp.crl", "the CRL expired at %v; the attester must send a current CRL from AMD KDS", crl.NextUpdate)
-	}
-	for _, e := range crl.RevokedCertificateEntries {
-		if e.SerialNumber != nil && e.SerialNumber.Cmp(ch.ask.SerialNumber) == 0 {
-			return attest.Fail(attest.ErrVerification, "snp.revocation", "%s was revoked at %v", ch.ask.Subject.CommonName, e.RevocationTime)
-		}
-	}
-	return nil
-}
-
 func chainValidity(certs ...*x509.Certificate) (notBefore, notAfter time.Time) {
 	for i, c := range certs {
 		if i == 0 {
@@ -592,20 +642,26 @@ func earlierOf(a, b time.Time) time.Time {
 	return a
 }
 
-// cacheKey identifies a chain result: the roots, the signer kind, the
-// product line, the certificate and the CRL (if any).
-func (v *Verifier) cacheKey(certDER, crlDER []byte, product string, signer abi.ReportSigner) [sha256.Size]byte {
+// cacheKey identifies a chain result: the configuration's generation
+// (its policy bounds CRL ages), the roots, the signer kind, the product
+// line, the certificate and the candidate CRLs (if any), each with its
+// source.
+func (v *Verifier) cacheKey(certDER []byte, crls []crlCandidate, product string, signer abi.ReportSigner) [sha256.Size]byte {
 	certHash := sha256.Sum256(certDER)
-	var crlHash [sha256.Size]byte
-	if len(crlDER) > 0 {
-		crlHash = sha256.Sum256(crlDER)
-	}
 	h := sha256.New()
+	var gen [8]byte
+	binary.BigEndian.PutUint64(gen[:], v.gen)
+	h.Write(gen[:])
 	h.Write(v.rootsID[:])
 	h.Write([]byte{byte(signer), byte(len(product))})
 	h.Write([]byte(product))
 	h.Write(certHash[:])
-	h.Write(crlHash[:])
+	for _, c := range crls {
+		crlHash := sha256.Sum256(c.der)
+		h.Write([]byte{byte(len(c.source))})
+		h.Write([]byte(c.source))
+		h.Write(crlHash[:])
+	}
 	var key [sha256.Size]byte
 	h.Sum(key[:0])
 	return key
@@ -613,14 +669,14 @@ func (v *Verifier) cacheKey(certDER, crlDER []byte, product string, signer abi.R
 
 // checkPolicy applies the policy to an authentic, bound report, one named
 // check at a time.
-func (v *Verifier) checkPolicy(r *spb.Report, info abi.SignerInfo, exts *kds.Extensions, product string) error {
+func (v *Verifier) checkPolicy(r *spb.Report, info abi.SignerInfo, exts *CertExtensions, product ProductLine) error {
 	p := v.policy
 	fail := func(check, format string, args ...any) error {
 		return attest.Fail(attest.ErrPolicy, check, format, args...)
 	}
 
 	if info.SigningKey == abi.VlekReportSigner && !p.AllowVLEK {
-		return fail("policy.vlek", "the report is signed by a VLEK of cloud provider %q, not by the chip's VCEK; set allow_vlek to accept it", exts.CspID)
+		return fail("policy.vlek", "the report is signed by a VLEK of cloud provider %q, not by the chip's VCEK; set allow_vlek to accept it", exts.CSPID)
 	}
 
 	// Guest policy. ReportToProto already refused undefined bits.
@@ -663,8 +719,9 @@ func (v *Verifier) checkPolicy(r *spb.Report, info abi.SignerInfo, exts *kds.Ext
 		return fail("policy.report_id", "REPORT_ID %x is not among the %d accepted", r.GetReportId(), len(p.ReportIDs))
 	}
 	chipID := r.GetChipId()
-	if info.SigningKey == abi.VcekReportSigner && !zeroBytes(chipID) && !bytes.Equal(chipID, exts.HWID) {
-		return fail("policy.chip_id", "CHIP_ID %.16x… is not the HWID %.16x… the VCEK was issued for", chipID, exts.HWID)
+	// A Turin VCEK's hardware ID is the first 8 bytes of CHIP_ID.
+	if info.SigningKey == abi.VcekReportSigner && !zeroBytes(chipID) && !HWIDMatchesChipID(product, exts.HWID, chipID) {
+		return fail("policy.chip_id", "CHIP_ID %.16x… is not the hwID %.16x… the VCEK was issued for", chipID, exts.HWID)
 	}
 	if len(p.ChipIDs) > 0 {
 		if zeroBytes(chipID) {
@@ -726,15 +783,13 @@ func checkGuestPolicy(gp abi.SnpPolicy, p *Policy) error {
 
 // checkFirmware checks the TCB values, firmware versions, platform info
 // and mitigation vectors.
-func (v *Verifier) checkFirmware(r *spb.Report, exts *kds.Extensions, product string) error {
+func (v *Verifier) checkFirmware(r *spb.Report, exts *CertExtensions, product ProductLine) error {
 	p := v.policy
 	fail := func(check, format string, args ...any) error {
 		return attest.Fail(attest.ErrPolicy, check, format, args...)
 	}
-	parts := func(t uint64) kds.TCBParts { return kds.DecomposeTCBVersion(kds.TCBVersion(t)) }
-	le := func(a, b uint64) bool { return kds.TCBPartsLE(parts(a), parts(b)) }
-
-	certTCB, reported := uint64(exts.TCBVersion), r.GetReportedTcb()
+	le := product.tcbLE
+	certTCB, reported := exts.TCB, r.GetReportedTcb()
 	current, committed, launch := r.GetCurrentTcb(), r.GetCommittedTcb(), r.GetLaunchTcb()
 	// The VCEK is derived from the TCB it is issued for. A certificate
 	// for another TCB than the reported one means the host serves a
@@ -746,15 +801,15 @@ func (v *Verifier) checkFirmware(r *spb.Report, exts *kds.Extensions, product st
 	if !le(certTCB, current) {
 		return fail("policy.tcb.vcek", "the certificate's TCB %#016x exceeds CURRENT_TCB %#016x", certTCB, current)
 	}
-	minTCB, ok := p.minimumTCB(product)
+	minTCB, ok := p.minimumTCB(product.String())
 	if !ok {
-		return fail("policy.tcb.minimum", "no minimum TCB for product line %s", product)
+		return fail("policy.tcb.minimum", "no minimum TCB for product line %v", product)
 	}
-	if !le(minTCB.Version(), reported) {
-		return fail("policy.tcb.minimum", "REPORTED_TCB %v is below the %s minimum %v in at least one part", TCBFromVersion(reported), product, minTCB)
+	if !product.DecodeTCB(reported).AtLeast(minTCB) {
+		return fail("policy.tcb.minimum", "REPORTED_TCB %v is below the %v minimum %v in at least one part", product.DecodeTCB(reported), product, minTCB)
 	}
-	if m, ok := p.MinimumLaunchTCB[product]; ok && !le(m.Version(), launch) {
-		return fail("policy.tcb.launch", "LAUNCH_TCB %v is below the %s minimum %v in at least one part", TCBFromVersion(launch), product, m)
+	if m, ok := p.MinimumLaunchTCB[product.String()]; ok && !product.DecodeTCB(launch).AtLeast(m) {
+		return fail("policy.tcb.launch", "LAUNCH_TCB %v is below the %v minimum %v in at least one part", product.DecodeTCB(launch), product, m)
 	}
 
 	curVersion := uint16(r.GetCurrentMajor())<<8 | uint16(r.GetCurrentMinor())
@@ -822,14 +877,14 @@ func committedVersion(r *spb.Report) string {
 }
 
 // claims builds the claims of an accepted report.
-func (v *Verifier) claims(r *spb.Report, info abi.SignerInfo, exts *kds.Extensions, product string) *attest.Claims {
+func (v *Verifier) claims(r *spb.Report, info abi.SignerInfo, exts *CertExtensions, product ProductLine) *attest.Claims {
 	return &attest.Claims{
 		Platform:   Platform,
 		Simulated:  v.roots.Simulated,
 		ReportData: bytes.Clone(r.GetReportData()),
 		SNP: &attest.SNPClaims{
 			ReportVersion:    r.GetVersion(),
-			Product:          product,
+			Product:          product.String(),
 			Signer:           info.SigningKey.String(),
 			GuestSVN:         r.GetGuestSvn(),
 			GuestPolicy:      r.GetPolicy(),
@@ -848,9 +903,11 @@ func (v *Verifier) claims(r *spb.Report, info abi.SignerInfo, exts *kds.Extensio
 			ReportedTCB:      r.GetReportedTcb(),
 			CommittedTCB:     r.GetCommittedTcb(),
 			LaunchTCB:        r.GetLaunchTcb(),
-			CertTCB:          uint64(exts.TCBVersion),
+			CertTCB:          exts.TCB,
 			CurrentVersion:   currentVersion(r),
 			CommittedVersion: committedVersion(r),
+			LaunchMitVector:  r.GetLaunchMitVector(),
+			CurrentMitVector: r.GetCurrentMitVector(),
 		},
 	}
 }
