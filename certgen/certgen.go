@@ -83,8 +83,10 @@ type Request struct {
 	// Role is the side of the TLS connection the certificate is for.
 	// Required: attest.RoleServer or attest.RoleClient.
 	Role attest.Role
-	// Mode is the freshness mode; in attest.ModeNonce, Nonce is the
-	// peer's nonce.
+	// Mode is the freshness mode; in attest.ModeNonce and
+	// attest.ModeBatch, Nonce is the peer's nonce. In attest.ModeBatch the
+	// Attester must add a well-formed batch-proof record to its evidence
+	// (an *attest.Batcher does).
 	Mode  attest.Mode
 	Nonce [attest.NonceSize]byte
 	// KeyType of the certificate key (default ECDSA P-256).
@@ -148,6 +150,11 @@ func Issue(ctx context.Context, req Request) (*tls.Certificate, error) {
 	// reuse it.
 	ev := &attest.Evidence{Type: got.Type, Records: maps.Clone(got.Records)}
 	if err := ev.SetBinding(req.Role, req.Mode); err != nil {
+		return nil, fmt.Errorf("certgen: %w", err)
+	}
+	// Refuse evidence no verifier of this binding could accept: a
+	// batch-proof record is required in batch mode, and only there.
+	if _, err := attest.ExpectedReportData(ev, binding); err != nil {
 		return nil, fmt.Errorf("certgen: %w", err)
 	}
 	ext, err := ev.Extension()

@@ -332,10 +332,15 @@ func TestIssueErrors(t *testing.T) {
 		"nonce mode zero nonce": {req: certgen.Request{Attester: &fakeAttester{}, Role: attest.RoleServer, Mode: attest.ModeNonce}},
 		"zero role":             {req: certgen.Request{Attester: &fakeAttester{}, Mode: attest.ModeStatic}},
 		"bad role":              {req: certgen.Request{Attester: &fakeAttester{}, Role: 'X', Mode: attest.ModeStatic}},
-		"batch mode":            {req: certgen.Request{Attester: &fakeAttester{}, Role: attest.RoleServer, Mode: attest.ModeBatch, Nonce: testNonce()}},
+		"batch mode zero nonce": {req: certgen.Request{Attester: &fakeAttester{}, Role: attest.RoleServer, Mode: attest.ModeBatch}},
 		"unknown mode":          {req: certgen.Request{Attester: &fakeAttester{}, Role: attest.RoleServer, Mode: 9, Nonce: testNonce()}},
 		"unknown key type":      {req: certgen.Request{Attester: &fakeAttester{}, Role: attest.RoleServer, Mode: attest.ModeStatic, KeyType: 7}},
 		"negative key type":     {req: certgen.Request{Attester: &fakeAttester{}, Role: attest.RoleServer, Mode: attest.ModeStatic, KeyType: -1}},
+		"batch mode without a proof": {
+			req:        certgen.Request{Attester: &fakeAttester{}, Role: attest.RoleServer, Mode: attest.ModeBatch, Nonce: testNonce()},
+			wantIs:     attest.ErrMalformedEvidence,
+			wantAttest: true,
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c, err := certgen.Issue(context.Background(), tc.req)
@@ -685,4 +690,52 @@ func TestKeyType(t *testing.T) {
 		_, err := certgen.ParseKeyType(s)
 		require.Error(t, err, s)
 	}
+}
+
+func TestIssueBatch(t *testing.T) {
+	fa := &fakeAttester{}
+	b, err := attest.NewBatcher(fa, attest.BatcherOptions{})
+	require.NoError(t, err)
+	const n = 6
+	nonces := make([][attest.NonceSize]byte, n)
+	certs := make([]*tls.Certificate, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		nonces[i] = testNonce()
+		nonces[i][0] = byte(i + 1)
+		wg.Go(func() {
+			certs[i], errs[i] = certgen.Issue(t.Context(), certgen.Request{Attester: b, Role: attest.RoleServer, Mode: attest.ModeBatch, Nonce: nonces[i]})
+		})
+	}
+	wg.Wait()
+	require.Equal(t, uint64(len(fa.calls())), b.Reports())
+	for i, c := range certs {
+		require.NoError(t, errs[i])
+		ev, err := attest.FromCertificate(c.Leaf)
+		require.NoError(t, err)
+		p, err := ev.Binding()
+		require.NoError(t, err)
+		require.Equal(t, attest.ModeBatch, p.Mode)
+		report, err := ev.Record(fakeLabel, fakeMediaType)
+		require.NoError(t, err)
+		// The report commits to the certificate through its own proof,
+		// for its own nonce only.
+		want, err := attest.ExpectedReportData(ev, attest.BindingForCertificate(c.Leaf, attest.RoleServer, attest.ModeBatch, nonces[i]))
+		require.NoError(t, err)
+		require.Equal(t, want[:], report)
+		other, err := attest.ExpectedReportData(ev, attest.BindingForCertificate(c.Leaf, attest.RoleServer, attest.ModeBatch, nonces[(i+1)%n]))
+		require.NoError(t, err)
+		require.NotEqual(t, other[:], report)
+		// A nonce-mode binding of the same certificate is refused.
+		_, err = attest.ExpectedReportData(ev, attest.BindingForCertificate(c.Leaf, attest.RoleServer, attest.ModeNonce, nonces[i]))
+		require.ErrorIs(t, err, attest.ErrMalformedEvidence)
+		require.Equal(t, "batch.proof", attest.FailedCheck(err))
+	}
+
+	// A batcher's evidence in nonce mode would carry an unexpected proof.
+	c, err := certgen.Issue(t.Context(), certgen.Request{Attester: b, Role: attest.RoleClient, Mode: attest.ModeNonce, Nonce: testNonce()})
+	require.Nil(t, c)
+	require.ErrorIs(t, err, attest.ErrMalformedEvidence)
+	require.Equal(t, "batch.proof", attest.FailedCheck(err))
 }

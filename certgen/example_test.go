@@ -15,7 +15,7 @@ import (
 
 // Issue a static-mode server certificate whose evidence binds its key and
 // validity, then check the binding as a verifier would. The simulator
-// stands in for SEV-SNP hardware (snp.NewAttester on a real guest).
+// stands in for SEV-SNP hardware (guest.NewAttester on a real guest).
 func ExampleIssue() {
 	ctx := context.Background()
 	chain, err := snp.NewSimChain("Milan") // RSA-4096: takes a moment
