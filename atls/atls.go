@@ -63,7 +63,11 @@ var (
 )
 
 // RequestClaims returns the verified claims of the client that sent r,
-// for a server with a ClientVerifier.
+// for a server with a ClientVerifier, while they are kept (see
+// Server.PeerClaims: until the client's certificate expires, which a
+// long-lived HTTP/2 or HTTP/3 connection outlives). Prefer
+// ClaimsFromContext(r.Context()) with http.Server.ConnContext set to
+// ConnContext: it answers for the whole life of the connection.
 func (s *Server) RequestClaims(r *http.Request) (*Claims, bool) {
 	if r == nil || r.TLS == nil {
 		return nil, false
@@ -72,7 +76,9 @@ func (s *Server) RequestClaims(r *http.Request) (*Claims, bool) {
 }
 
 // ResponseClaims returns the verified claims of the server that sent
-// resp, for responses received through this Client's Transport.
+// resp, for responses received through this Client's Transport, while
+// they are kept (see Client.PeerClaims: until the server's certificate
+// expires, which a long-lived HTTP/2 or HTTP/3 connection outlives).
 func (c *Client) ResponseClaims(resp *http.Response) (*Claims, bool) {
 	if resp == nil || resp.TLS == nil {
 		return nil, false

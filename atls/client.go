@@ -49,26 +49,55 @@ type ClientOptions struct {
 	// CacheSize bounds the verification cache (default DefaultCacheSize;
 	// negative disables it).
 	CacheSize int
-	// Logger receives one line per rejected server (Warn) and accepted
-	// one (Debug). Nil means silent.
+	// ClaimsSize bounds how many servers' claims are kept for PeerClaims
+	// and ResponseClaims: zero means DefaultClientClaimsSize, negative
+	// keeps none. Every handshake stores one entry (about 0.5 KiB) until
+	// the certificate expires or the entry is evicted, the least
+	// recently read first; size it above the number of connections the
+	// application keeps open and reads claims for.
+	ClaimsSize int
+	// Logger receives one line per rejected server (Warn). DialContext
+	// and Transport also log each server attested once its handshake has
+	// completed (Debug), and each handshake that fails after the
+	// server's evidence was verified (Warn): a peer presenting a
+	// genuine certificate without its private key fails there.
+	// Configurations from TLSConfig and Hook complete their handshakes
+	// outside the Client; they log verified evidence as "proof of
+	// possession pending" (Debug). Nil means silent.
 	Logger *slog.Logger
 	// Now returns the current time (default time.Now).
 	Now func() time.Time
+
+	// Authorize, when set with a Verifier, decides inside the handshake
+	// whether a server whose evidence was verified may be used (see
+	// AuthorizeFunc); nil accepts every verified server.
+	Authorize AuthorizeFunc
+	// Trace receives the client's attestation, verification and cache
+	// events (see Trace); nil reports nothing.
+	Trace *Trace
 }
 
 // Client makes client-side tls.Configs. Create it with NewClient.
 //
 // A client configuration carries the nonce of exactly one handshake, so
-// every connection needs its own: use DialContext or Transport, or call
-// TLSConfig/Hook once per connection. A configuration used for a second
-// handshake fails that handshake rather than reuse its nonce.
+// every connection needs its own: use DialContext, Transport, Handshake
+// (over a connection you already have), atlsquic.DialAddr or
+// atlsgrpc.NewClientCredentials, or call TLSConfig/Hook once per
+// connection. A configuration used for a second handshake fails that
+// handshake (check "nonce.reuse") rather than reuse its nonce. This is
+// the trap of http.Transport{TLSClientConfig: cfg} and gRPC's
+// credentials.NewTLS(cfg): both keep one configuration for every
+// connection they open, so the first connection works and every later
+// one (a second idle connection, a reconnect) fails.
 type Client struct {
 	opts   ClientOptions
 	peer   *peerCheck // nil when the server is verified by PKI
 	static *certgen.Static
 }
 
-// NewClient checks opts and returns a Client.
+// NewClient checks opts and returns a Client. The Client may be used for
+// any number of connections; the configurations it makes (TLSConfig, Hook)
+// serve one handshake each: see Client.
 func NewClient(opts ClientOptions) (*Client, error) {
 	if opts.Verifier == nil && opts.Attester == nil {
 		return nil, attest.Fail(attest.ErrConfig, "client.options", "neither a Verifier nor an Attester: nothing to verify or attest")
@@ -87,9 +116,11 @@ func NewClient(opts ClientOptions) (*Client, error) {
 			acceptStatic: opts.AcceptStatic,
 			maxAge:       opts.MaxAge,
 			now:          opts.Now,
+			certs:        newCache(opts.CacheSize),
 			cache:        newCache(opts.CacheSize),
-			claims:       newCache(DefaultClaimsSize),
+			claims:       newClaims(opts.ClaimsSize, DefaultClientClaimsSize),
 			logger:       opts.Logger,
+			hooks:        newPeerHooks(opts.Authorize, opts.Trace),
 		}
 	}
 	if opts.Attester != nil && opts.StaticFallback {
@@ -104,7 +135,7 @@ func NewClient(opts ClientOptions) (*Client, error) {
 
 func (c *Client) request(mode attest.Mode, nonce [attest.NonceSize]byte) certgen.Request {
 	return certgen.Request{
-		Attester:   c.opts.Attester,
+		Attester:   traceAttester(c.opts.Attester, c.opts.Trace, attest.RoleClient, mode),
 		Role:       attest.RoleClient,
 		Mode:       mode,
 		Nonce:      nonce,
@@ -116,7 +147,11 @@ func (c *Client) request(mode attest.Mode, nonce [attest.NonceSize]byte) certgen
 }
 
 // TLSConfig returns a configuration for one connection, made from
-// ClientOptions.Base.
+// ClientOptions.Base. It carries that connection's nonce: a second
+// handshake with it fails (check "nonce.reuse"). Do not hand it to
+// something that opens several connections (http.Transport's
+// TLSClientConfig, gRPC's credentials.NewTLS): use Transport,
+// atlsgrpc.NewClientCredentials or DialContext instead.
 func (c *Client) TLSConfig() (*tls.Config, error) {
 	return c.hook(context.Background(), c.opts.Base)
 }
@@ -126,14 +161,31 @@ func (c *Client) TLSConfig() (*tls.Config, error) {
 // (which are kept), the server's evidence checked in VerifyConnection
 // (before base.VerifyConnection, which still runs), and, with an
 // Attester, an attested client certificate. base is not modified.
+//
+// Like TLSConfig, the result serves one handshake: http.Transport{
+// TLSClientConfig: hooked} or credentials.NewTLS(hooked) fail from their
+// second connection on (check "nonce.reuse"). Use Transport (or set
+// http.Transport.DialTLSContext to DialContext), atlsgrpc or Handshake.
 func (c *Client) Hook(base *tls.Config) (*tls.Config, error) {
 	return c.hook(context.Background(), base)
 }
 
 func (c *Client) hook(ctx context.Context, base *tls.Config) (*tls.Config, error) {
+	cfg, _, err := c.hookVerdict(ctx, base)
+	return cfg, err
+}
+
+// verdict is what the check of the server concluded in one handshake:
+// nil until its evidence was verified.
+type verdict = atomic.Pointer[attest.Claims]
+
+// hookVerdict is hook, also returning where the configuration's
+// VerifyConnection records the server's verified claims.
+func (c *Client) hookVerdict(ctx context.Context, base *tls.Config) (*tls.Config, *verdict, error) {
 	if c.peer == nil && base != nil && base.InsecureSkipVerify {
-		return nil, attest.Fail(attest.ErrConfig, "client.options", "no Verifier and InsecureSkipVerify: the server would not be verified at all")
+		return nil, nil, attest.Fail(attest.ErrConfig, "client.options", "no Verifier and InsecureSkipVerify: the server would not be verified at all")
 	}
+	verified := new(verdict)
 	var cfg *tls.Config
 	if base == nil {
 		cfg = &tls.Config{}
@@ -149,22 +201,24 @@ func (c *Client) hook(ctx context.Context, base *tls.Config) (*tls.Config, error
 	if c.peer != nil {
 		nonce, err := newNonce()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		cfg.NextProtos = append(slices.Clone(cfg.NextProtos), encodeNonce(nonce))
 		// Chain and name checks of the PKI do not apply to attested
 		// certificates; VerifyConnection below does the whole appraisal.
 		cfg.InsecureSkipVerify = true
-		userVerify := cfg.VerifyConnection
 		peer := c.peer
+		userVerify := peer.scope(cfg.VerifyConnection)
 		var used atomic.Bool
 		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
 			if used.Swap(true) {
-				return attest.Fail(attest.ErrConfig, "nonce.reuse", "this client configuration was already used for a handshake; make one per connection (Client.DialContext or Client.Transport do)")
+				return attest.Fail(attest.ErrConfig, "nonce.reuse", "this client configuration carries the nonce of one handshake and was already used: make one per connection (Client.DialContext, Client.Transport instead of http.Transport{TLSClientConfig: ...}, Client.Handshake, atlsgrpc.NewClientCredentials instead of credentials.NewTLS, atlsquic.DialAddr)")
 			}
-			if _, err := peer.verify(ctx, cs, &nonce); err != nil {
+			claims, err := peer.verify(ctx, cs, &nonce)
+			if err != nil {
 				return err
 			}
+			verified.Store(claims)
 			if userVerify != nil {
 				return userVerify(cs)
 			}
@@ -193,7 +247,7 @@ func (c *Client) hook(ctx context.Context, base *tls.Config) (*tls.Config, error
 			return cert, err
 		}
 	}
-	return cfg, nil
+	return cfg, verified, nil
 }
 
 // DialContext connects to addr and completes an attested TLS handshake,
@@ -204,7 +258,7 @@ func (c *Client) DialContext(ctx context.Context, network, addr string) (*tls.Co
 }
 
 func (c *Client) dial(ctx context.Context, network, addr string, base *tls.Config) (*tls.Conn, error) {
-	cfg, err := c.hook(ctx, base)
+	cfg, verified, err := c.hookVerdict(ctx, base)
 	if err != nil {
 		return nil, err
 	}
@@ -216,19 +270,52 @@ func (c *Client) dial(ctx context.Context, network, addr string, base *tls.Confi
 	d := &tls.Dialer{Config: cfg}
 	conn, err := d.DialContext(ctx, network, addr)
 	if err != nil {
+		c.logHandshake(ctx, addr, verified.Load(), err)
 		return nil, err
 	}
+	c.logHandshake(ctx, addr, verified.Load(), nil)
 	return conn.(*tls.Conn), nil
 }
 
+// logHandshake logs the outcome of a handshake whose server's evidence
+// was verified (claims not nil): attested when it completed (err nil),
+// and otherwise the failure that followed the verification, which
+// nothing else would report as such.
+func (c *Client) logHandshake(ctx context.Context, addr string, claims *attest.Claims, err error) {
+	l := c.opts.Logger
+	if l == nil || claims == nil {
+		return
+	}
+	if err != nil {
+		l.LogAttrs(ctx, slog.LevelWarn, "atls: handshake failed after the server's evidence was verified",
+			slog.String("addr", addr),
+			slog.String("evidence", claims.EvidenceDigest.String()),
+			slog.String("error", err.Error()))
+		return
+	}
+	l.LogAttrs(ctx, slog.LevelDebug, "atls: peer attested",
+		slog.String("addr", addr),
+		slog.String("peer_role", attest.RoleServer.String()),
+		slog.String("mode", claims.Mode.String()),
+		slog.Bool("simulated", claims.Simulated),
+		slog.String("evidence", claims.EvidenceDigest.String()))
+}
+
 // Transport returns an http.Transport that attests every connection it
-// opens (a fresh configuration, and nonce, per connection). It starts
+// opens (a fresh configuration, and nonce, per connection, made in its
+// DialTLSContext). Use it rather than an http.Transport whose
+// TLSClientConfig is a configuration from TLSConfig or Hook, which would
+// serve one connection only. To customize a transport of your own, set
+// its DialTLSContext to this Client's DialContext. It starts
 // from a clone of http.DefaultTransport. When ClientOptions.Base has no
-// NextProtos, it offers "http/1.1", so that ordinary HTTPS servers
-// negotiate a protocol (and are then found not attested, rather than
-// failing on ALPN). Offer "h2" in Base.NextProtos for HTTP/2; note that a
-// server refusing the client's attestation does so after the client's
-// side of the handshake, and HTTP/1.1 reports that alert more clearly.
+// NextProtos, it offers "h2" and "http/1.1", as http.DefaultTransport
+// does, so that HTTP/2 is used where the server speaks it and ordinary
+// HTTPS servers negotiate a protocol (and are then found not attested,
+// rather than failing on ALPN). Base.NextProtos, when set, are offered
+// as they are: []string{"http/1.1"} for HTTP/1.1 only. With mutual
+// attestation, a server refusing the client's evidence does so after the
+// client's side of the handshake: the request then fails with the
+// server's alert, which HTTP/1.1 reports more directly than HTTP/2.
 //
 // Every path around the attested dialer fails closed: proxies are not
 // used (through a proxy, net/http would make the TLS connection to the
@@ -241,7 +328,7 @@ func (c *Client) Transport() *http.Transport {
 		if base != nil {
 			b = base.Clone()
 		}
-		b.NextProtos = []string{"http/1.1"}
+		b.NextProtos = []string{"h2", "http/1.1"}
 		base = b
 	}
 	t := http.DefaultTransport.(*http.Transport).Clone()
@@ -262,7 +349,16 @@ func (c *Client) Transport() *http.Transport {
 }
 
 // PeerClaims returns the verified claims of the server of a connection
-// made with this Client. ok is false when this Client did not verify it.
+// made with this Client. ok is false when this Client did not verify it,
+// when the handshake did not complete (the evidence is checked before
+// the server proves it holds the certificate's key; a server that cannot
+// never completes the handshake), or when the claims were evicted (see
+// ClientOptions.ClaimsSize) or have expired: they are kept until the
+// server's certificate expires (NotAfter; for static evidence, also its
+// maximum age), not for the life of the connection, so on a connection
+// that outlives its certificate (HTTP/2, HTTP/3, gRPC) ok turns false.
+// Keep the claims when the connection is made instead: Handshake returns
+// them, and atlsgrpc keeps them in the connection's AuthInfo.
 func (c *Client) PeerClaims(cs tls.ConnectionState) (*attest.Claims, bool) {
 	if c.peer == nil || !cs.HandshakeComplete {
 		return nil, false

@@ -49,7 +49,7 @@ func TestOneWayNonce(t *testing.T) {
 	require.Equal(t, snp.Platform, claims.Platform)
 	require.True(t, claims.Simulated)
 	require.Equal(t, attest.RoleServer, claims.Role)
-	require.Equal(t, attest.ModeNonce, claims.Mode)
+	require.Equal(t, attest.ModeBatch, claims.Mode) // servers batch by default
 	require.Equal(t, f.ServerMeasurement[:], []byte(claims.SNP.Measurement))
 	require.Equal(t, res.ClientCS.PeerCertificates[0].NotAfter, claims.NotAfter)
 }
@@ -437,7 +437,8 @@ func TestNetHTTPServer(t *testing.T) {
 	defer hs.Close()
 
 	for base, proto := range map[*tls.Config]string{
-		nil:                                      "HTTP/1.1",
+		nil:                                      "HTTP/2.0",
+		{NextProtos: []string{"http/1.1"}}:       "HTTP/1.1",
 		{NextProtos: []string{"h2", "http/1.1"}}: "HTTP/2.0",
 	} {
 		cli := atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement), Base: base})
@@ -481,7 +482,7 @@ func (g *gaugeAttester) Attest(ctx context.Context, rd [64]byte) (*attest.Eviden
 func TestConcurrentAttestationsBounded(t *testing.T) {
 	f := atlstest.Get(t)
 	g := &gaugeAttester{inner: f.ServerAttester}
-	srv := atlstest.NewServer(t, atls.ServerOptions{Attester: g, MaxConcurrentAttestations: 2})
+	srv := atlstest.NewServer(t, atls.ServerOptions{Attester: g, DisableBatching: true, MaxConcurrentAttestations: 2})
 	cli := atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement)})
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", srv.TLSConfig())
 	require.NoError(t, err)

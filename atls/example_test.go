@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"time"
 
 	"github.com/confidential-go/atls/atls"
 	"github.com/confidential-go/atls/atls/attest"
@@ -17,7 +18,7 @@ import (
 
 // An attested HTTPS server and a client that verifies it, on loopback,
 // with the simulator standing in for SEV-SNP hardware. On a real guest the
-// attester is snp.NewAttester and the client trusts snp.AMDRoots().
+// attester is guest.NewAttester and the client trusts snp.AMDRoots().
 func Example() {
 	chain, err := snp.NewSimChain("Milan")
 	if err != nil {
@@ -38,6 +39,7 @@ func Example() {
 		io.WriteString(w, "hello")
 	}))
 	ts.TLS = srv.TLSConfig()
+	ts.Config.ReadHeaderTimeout = 10 * time.Second // also bounds the TLS handshake
 	ts.StartTLS()
 	defer ts.Close()
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
 	"time"
 
@@ -19,7 +20,8 @@ type Freshness int
 
 const (
 	// FreshnessNonce (the default) binds every certificate to the peer's
-	// fresh nonce: one attestation per handshake, no replay.
+	// fresh nonce, no replay: one attestation per batch of handshakes
+	// (mode batch, see ServerOptions.DisableBatching), or per handshake.
 	FreshnessNonce Freshness = iota
 	// FreshnessStatic reuses one attested certificate until it rotates;
 	// verifiers must opt in and bound its age. Use it where the peer
@@ -50,6 +52,20 @@ type ServerOptions struct {
 	// StaticFallback, in nonce mode, serves a static-mode certificate to
 	// clients that send no nonce instead of refusing them. Such clients
 	// can check the certificate offline; they get no freshness guarantee.
+	// It is also served, and the cause logged, when a nonce-bound
+	// certificate cannot be made in time: the attester is saturated (see
+	// MaxAttestationWait) or fails. Clients that accept static evidence
+	// then still connect; the others refuse it. NewServer issues the
+	// static certificate (and fails with check "server.static" if it
+	// cannot); it is renewed in the background until Close.
+	//
+	// Off by default, so that no client ever gets weaker evidence than
+	// nonce mode unless the program chose so; the atls command's serve
+	// turns it on (--static-fallback), because a server run by hand is
+	// probed with curl, openssl and browsers. Without it such clients get
+	// an internal_error alert (crypto/tls's alert for every refusal before
+	// the certificate) and the server names check "nonce.missing" in its
+	// error (net/http's ErrorLog) and Logger.
 	StaticFallback bool
 	// KeyType and Validity of the server's certificates (see certgen).
 	KeyType  certgen.KeyType
@@ -69,14 +85,59 @@ type ServerOptions struct {
 	AcceptStaticClients bool
 	ClientMaxAge        time.Duration
 
+	// DisableBatching turns batched attestation off. By default a
+	// nonce-mode server batches: handshakes that arrive while a report is
+	// being made share the next report, whose REPORT_DATA commits to the
+	// root of a Merkle tree over their bindings (mode "batch", exactly as
+	// fresh as nonce mode: each certificate still has its own key and the
+	// client's own nonce). One report is in flight at a time, so a batched
+	// server needs no attestation slots: Batch.MaxPending bounds the
+	// handshakes waiting for a report instead. With DisableBatching every
+	// nonce handshake costs one report, bounded by
+	// MaxConcurrentAttestations and MaxWaitingAttestations.
+	DisableBatching bool
+	// Batch configures the batcher of a batching server (see
+	// attest.BatcherOptions; the zero value means batches of up to
+	// attest.DefaultMaxBatchSize handshakes, no added wait, and at most
+	// four batches' worth of handshakes waiting; beyond that a handshake
+	// is refused at once with ErrBusy, check "batch.busy", or gets the
+	// static certificate with StaticFallback).
+	Batch attest.BatcherOptions
+
 	// MaxConcurrentAttestations bounds how many nonce-bound certificates
-	// are being made at once. In nonce mode every ClientHello costs one
-	// attestation before the client has proved anything, so a flood of
-	// ClientHellos would otherwise queue unbounded work on the secure
-	// processor. Handshakes beyond the bound wait up to five seconds, then
-	// get the static certificate if StaticFallback is set, or fail. Zero
-	// means DefaultMaxConcurrentAttestations; negative means no bound.
+	// an unbatched server (DisableBatching) makes at once. In nonce mode
+	// every ClientHello costs one attestation before the client has proved
+	// anything, so a flood of ClientHellos would otherwise queue unbounded
+	// work on the secure processor. Zero means
+	// DefaultMaxConcurrentAttestations; negative means no bound. A
+	// batching server ignores it (see DisableBatching).
 	MaxConcurrentAttestations int
+	// MaxWaitingAttestations bounds the handshakes of an unbatched server
+	// that wait for an attestation slot. A handshake beyond it is not
+	// queued: it gets the static certificate at once if StaticFallback is
+	// set, or fails with ErrBusy (check "server.busy"). Zero means eight
+	// times MaxConcurrentAttestations (no bound when that is unbounded);
+	// negative means no bound.
+	MaxWaitingAttestations int
+	// MaxAttestationsPerSource bounds the nonce handshakes from one IP
+	// address that wait for, or are having made, an attestation, so that
+	// one source cannot fill the queue every client shares (over QUIC the
+	// address counts once validated, see package atlsquic). Beyond
+	// it a handshake gets the static certificate if StaticFallback is set,
+	// or fails with ErrBusy (check "server.busy_source"). Zero means half
+	// of the server's bound on waiting handshakes (slots plus
+	// MaxWaitingAttestations, or Batch.MaxPending), no bound when that is
+	// unbounded; negative means no bound.
+	MaxAttestationsPerSource int
+	// MaxAttestationWait bounds how long a nonce handshake waits for its
+	// certificate: for an attestation slot (unbatched) or for its batch's
+	// report (batched). After it the handshake gets the static certificate
+	// if StaticFallback is set, or fails with ErrBusy (check
+	// "server.busy"). Zero means DefaultMaxAttestationWait, which is well
+	// below the handshake timeouts of QUIC stacks (quic-go: 5 s by
+	// default, 10 s in package atlsquic), so that a fallback still
+	// arrives in time.
+	MaxAttestationWait time.Duration
 
 	// EnableResumption turns TLS session tickets on. Checks run in
 	// VerifyConnection, so a resumed session is checked again; with nonce
@@ -91,18 +152,37 @@ type ServerOptions struct {
 	Logger *slog.Logger
 	// Now returns the current time (default time.Now).
 	Now func() time.Time
+
+	// Authorize, when set with a ClientVerifier, decides inside the
+	// handshake whether a client whose evidence was verified may connect
+	// (see AuthorizeFunc); nil accepts every verified client.
+	Authorize AuthorizeFunc
+	// Trace receives the server's attestation, verification and cache
+	// events (see Trace); nil reports nothing.
+	Trace *Trace
 }
 
 // DefaultMaxConcurrentAttestations is the default bound on concurrent
-// nonce-bound attestations of one Server.
+// nonce-bound attestations of one unbatched Server.
 const DefaultMaxConcurrentAttestations = 16
+
+// DefaultMaxAttestationWait is the default bound on how long a nonce
+// handshake waits for its attestation (ServerOptions.MaxAttestationWait).
+const DefaultMaxAttestationWait = 2 * time.Second
+
+// staticIssueTimeout bounds the issuance of the first static certificate
+// in NewServer.
+const staticIssueTimeout = time.Minute
 
 // Server makes server-side tls.Configs. Create it with NewServer.
 type Server struct {
-	opts   ServerOptions
-	static *certgen.Static
-	peer   *peerCheck    // nil unless ClientVerifier is set
-	slots  chan struct{} // bounds concurrent attestations; nil: no bound
+	opts    ServerOptions
+	static  *certgen.Static
+	peer    *peerCheck      // nil unless ClientVerifier is set
+	batcher *attest.Batcher // nil unless the server batches nonce certificates
+	slots   chan struct{}   // bounds concurrent attestations; nil: no bound
+	admit   *admission      // bounds the nonce handshakes waiting for evidence
+	wait    time.Duration   // MaxAttestationWait, resolved
 }
 
 // NewServer checks opts and returns a Server.
@@ -116,17 +196,63 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Server{opts: opts}
-	switch n := opts.MaxConcurrentAttestations; {
-	case n == 0:
-		s.slots = make(chan struct{}, DefaultMaxConcurrentAttestations)
-	case n > 0:
-		s.slots = make(chan struct{}, n)
+	s := &Server{opts: opts, wait: opts.MaxAttestationWait}
+	if s.wait <= 0 {
+		s.wait = DefaultMaxAttestationWait
 	}
+	bound := 0 // handshakes waiting for nonce evidence at most; 0: no bound
+	if opts.Attester != nil && opts.Freshness == FreshnessNonce && !opts.DisableBatching {
+		b, err := attest.NewBatcher(traceAttester(opts.Attester, opts.Trace, attest.RoleServer, attest.ModeBatch), opts.Batch)
+		if err != nil {
+			return nil, err
+		}
+		s.batcher = b
+		bound = opts.Batch.MaxPending
+		if bound == 0 {
+			size := opts.Batch.MaxSize
+			if size == 0 {
+				size = attest.DefaultMaxBatchSize
+			}
+			bound = 4 * size
+		}
+	} else {
+		switch n := opts.MaxConcurrentAttestations; {
+		case n == 0:
+			s.slots = make(chan struct{}, DefaultMaxConcurrentAttestations)
+		case n > 0:
+			s.slots = make(chan struct{}, n)
+		}
+		switch w := opts.MaxWaitingAttestations; {
+		case w > 0 && s.slots != nil:
+			bound = cap(s.slots) + w
+		case w > 0:
+			bound = w
+		case w == 0 && s.slots != nil:
+			bound = 9 * cap(s.slots)
+		}
+	}
+	perSource := opts.MaxAttestationsPerSource
+	if perSource == 0 {
+		perSource = (bound + 1) / 2
+	}
+	// The batcher enforces the total bound itself (check "batch.busy").
+	if s.batcher != nil {
+		bound = 0
+	}
+	s.admit = newAdmission(bound, perSource)
 	if opts.Attester != nil && (opts.Freshness == FreshnessStatic || opts.StaticFallback) {
 		st, err := certgen.NewStatic(s.request(attest.ModeStatic, [attest.NonceSize]byte{}))
 		if err != nil {
 			return nil, err
+		}
+		// Issue the static certificate now rather than on first use,
+		// when the attester may be saturated by nonce handshakes; Current
+		// then renews it in the background.
+		ctx, cancel := context.WithTimeout(context.Background(), staticIssueTimeout)
+		_, err = st.Current(ctx)
+		cancel()
+		if err != nil {
+			return nil, attest.Wrap(attest.ErrConfig, "server.static", fmt.Errorf("issuing the static certificate: %w", err))
 		}
 		s.static = st
 	}
@@ -137,9 +263,11 @@ func NewServer(opts ServerOptions) (*Server, error) {
 			acceptStatic: opts.AcceptStaticClients,
 			maxAge:       opts.ClientMaxAge,
 			now:          opts.Now,
+			certs:        newCache(opts.CacheSize),
 			cache:        newCache(opts.CacheSize),
-			claims:       newCache(DefaultClaimsSize),
+			claims:       newClaims(0, DefaultClaimsSize),
 			logger:       opts.Logger,
+			hooks:        newPeerHooks(opts.Authorize, opts.Trace),
 		}
 	}
 	return s, nil
@@ -147,7 +275,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 
 func (s *Server) request(mode attest.Mode, nonce [attest.NonceSize]byte) certgen.Request {
 	return certgen.Request{
-		Attester:   s.opts.Attester,
+		Attester:   traceAttester(s.opts.Attester, s.opts.Trace, attest.RoleServer, mode),
 		Role:       attest.RoleServer,
 		Mode:       mode,
 		Nonce:      nonce,
@@ -293,21 +421,25 @@ func (s *Server) connConfig(tmpl *tls.Config, protos []string, hello *tls.Client
 		var cert *tls.Certificate
 		switch {
 		case s.opts.Freshness == FreshnessNonce && found:
-			cert, err = s.issueNonce(ctx, clientNonce)
-			if errors.Is(err, errSlotsBusy) && s.static != nil {
-				// Overloaded: serve static evidence, which clients that
-				// accept it can still check, rather than nothing.
-				cert, err = s.static.Certificate(ctx)
+			cert, err = s.issueNonce(ctx, hello.Conn, clientNonce)
+			if err != nil && s.static != nil && !errors.Is(err, errPeerGone) && ctx.Err() == nil {
+				// Overloaded, or the attester failed: serve static
+				// evidence, which clients that accept it can still
+				// check, rather than nothing.
+				s.log(ctx, slog.LevelWarn, "atls: serving the static certificate instead of a nonce-bound one", hello, err)
+				cert, err = s.static.Current(ctx)
 			}
 		case s.static != nil:
-			cert, err = s.static.Certificate(ctx)
+			cert, err = s.static.Current(ctx)
 		default:
-			err = attest.Fail(attest.ErrBinding, "nonce.missing", "client sent no nonce and this server requires one (nonce freshness, no static fallback)")
+			err = attest.Fail(attest.ErrBinding, "nonce.missing", "client sent no nonce and this server requires one (nonce freshness, no static fallback): an ordinary TLS client (curl, a health probe) gets an internal_error alert; serve it with ServerOptions.StaticFallback, or connect with an atls client")
 		}
 		if err != nil {
-			if s.opts.Logger != nil {
-				s.opts.Logger.LogAttrs(ctx, slog.LevelWarn, "atls: cannot serve an attested certificate", slog.String("error", err.Error()))
-			}
+			// crypto/tls answers an error from GetConfigForClient with
+			// an internal_error alert whatever it is, so the client
+			// cannot tell the cause: it is named here, in the server's
+			// log (check name and peer address).
+			s.log(ctx, slog.LevelWarn, "atls: cannot serve an attested certificate", hello, err)
 			return nil, err
 		}
 		cfg.Certificates = nil
@@ -329,12 +461,15 @@ func (s *Server) connConfig(tmpl *tls.Config, protos []string, hello *tls.Client
 		pool.AddCert(&x509.Certificate{Raw: dn, RawSubject: dn})
 		cfg.ClientCAs = pool
 		cfg.ClientAuth = tls.RequireAnyClientCert
-		userVerify := cfg.VerifyConnection
 		peer := s.peer
+		userVerify := peer.scope(cfg.VerifyConnection)
 		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-			if _, err := peer.verify(ctx, cs, &serverNonce); err != nil {
+			claims, err := peer.verify(ctx, cs, &serverNonce)
+			if err != nil {
 				return err
 			}
+			// For ClaimsFromContext: the connection's record, if any.
+			recordClaims(ctx, claims)
 			if userVerify != nil {
 				return userVerify(cs)
 			}
@@ -344,34 +479,109 @@ func (s *Server) connConfig(tmpl *tls.Config, protos []string, hello *tls.Client
 	return cfg, nil
 }
 
-// attestationWait bounds how long a handshake waits for an attestation
-// slot, so that a flood of ClientHellos cannot park handshakes forever.
-const attestationWait = 5 * time.Second
+// errPeerGone marks the failure of a handshake whose client closed or
+// reset its connection before the server attested for it.
+var errPeerGone = errors.New("the client closed its connection before the server attested for it")
 
-// errSlotsBusy reports that no attestation slot became free in time.
-var errSlotsBusy = errors.New("atls: all attestation slots stayed busy")
+// checkPeer fails when the client of conn has already gone, so that no
+// attestation is spent on a dead connection (a replayed ClientHello
+// followed by a reset costs the sender nothing).
+func checkPeer(conn net.Conn) error {
+	if conn == nil {
+		return nil
+	}
+	if err := peerGone(conn); err != nil {
+		return &attest.CheckError{Kind: attest.ErrBusy, Check: "server.peer_gone", Err: fmt.Errorf("%w: %w", errPeerGone, err)}
+	}
+	return nil
+}
 
-// issueNonce makes a certificate bound to the client's nonce, waiting a
-// bounded time for a free attestation slot first.
-func (s *Server) issueNonce(ctx context.Context, nonce [attest.NonceSize]byte) (*tls.Certificate, error) {
+// issueNonce makes a certificate bound to the client's nonce: batched, or
+// after a bounded wait for a free attestation slot. conn, when set, is the
+// client's connection: its source address is counted, and it is checked
+// for liveness before the attestation is spent.
+func (s *Server) issueNonce(ctx context.Context, conn net.Conn, nonce [attest.NonceSize]byte) (*tls.Certificate, error) {
+	src, hasSrc := sourceOf(conn)
+	if err := s.admit.enter(src, hasSrc); err != nil {
+		return nil, err
+	}
+	defer s.admit.leave(src, hasSrc)
+	if err := checkPeer(conn); err != nil {
+		return nil, err
+	}
+	if s.batcher != nil {
+		actx, cancel := context.WithTimeout(ctx, s.wait)
+		defer cancel()
+		req := s.request(attest.ModeBatch, nonce)
+		req.Attester = s.batcher
+		cert, err := certgen.Issue(actx, req)
+		if err != nil && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return nil, attest.Fail(attest.ErrBusy, "server.busy", "no report for this handshake's batch within %v", s.wait)
+		}
+		return cert, err
+	}
 	if s.slots != nil {
-		timer := time.NewTimer(attestationWait)
+		timer := time.NewTimer(s.wait)
 		defer timer.Stop()
 		select {
 		case s.slots <- struct{}{}:
 			defer func() { <-s.slots }()
 		case <-timer.C:
-			return nil, fmt.Errorf("%w (%d slots, waited %v)", errSlotsBusy, cap(s.slots), attestationWait)
+			return nil, attest.Fail(attest.ErrBusy, "server.busy", "none of %d attestation slots became free within %v", cap(s.slots), s.wait)
 		case <-ctx.Done():
 			return nil, fmt.Errorf("atls: waiting for one of %d attestation slots: %w", cap(s.slots), ctx.Err())
+		}
+		// The wait may have outlived the client.
+		if err := checkPeer(conn); err != nil {
+			return nil, err
 		}
 	}
 	return certgen.Issue(ctx, s.request(attest.ModeNonce, nonce))
 }
 
+// log writes one line about the handshake of hello, when a Logger is set.
+func (s *Server) log(ctx context.Context, level slog.Level, msg string, hello *tls.ClientHelloInfo, err error) {
+	if s.opts.Logger == nil {
+		return
+	}
+	attrs := []slog.Attr{slog.String("error", err.Error())}
+	if check := attest.FailedCheck(err); check != "" {
+		attrs = append(attrs, slog.String("check", check))
+	}
+	if hello != nil && hello.Conn != nil {
+		attrs = append(attrs, slog.String("remote", hello.Conn.RemoteAddr().String()))
+	}
+	s.opts.Logger.LogAttrs(ctx, level, msg, attrs...)
+}
+
+// Close stops the background renewal of the static certificate and waits
+// for it to end. Handshakes keep working; a static certificate that comes
+// due is then renewed synchronously. Close is idempotent and always
+// returns nil.
+func (s *Server) Close() error {
+	if s.static != nil {
+		s.static.Close()
+	}
+	return nil
+}
+
+// Batcher returns the batcher of a batching server (nil when the server
+// does not batch), for example to read how many reports it requested.
+func (s *Server) Batcher() *attest.Batcher {
+	return s.batcher
+}
+
 // PeerClaims returns the verified claims of the client of a connection
 // accepted with this Server's configuration (mutual attestation only).
-// ok is false when the client was not verified by this Server.
+// ok is false when the client was not verified by this Server, and once
+// the claims have expired or were evicted: they are kept, by the client's
+// certificate, until that certificate expires (NotAfter, about ten
+// minutes after a nonce handshake; for static evidence, also its maximum
+// age) in a store of DefaultClaimsSize entries, not for the life of the
+// connection. On connections that may outlive the certificate (HTTP/2,
+// HTTP/3, gRPC) use ClaimsFromContext with ConnContext,
+// atlsquic.ConnClaims or atlsgrpc.ClaimsFromContext, which answer for as
+// long as the connection lives.
 func (s *Server) PeerClaims(cs tls.ConnectionState) (*attest.Claims, bool) {
 	if s.peer == nil || !cs.HandshakeComplete {
 		return nil, false

@@ -18,8 +18,8 @@ type VerifyCertificateOptions struct {
 	// attest.RoleServer (the zero value selects it) or attest.RoleClient.
 	Role attest.Role
 	// Nonce is the nonce the evidence must be bound to, for nonce-mode
-	// certificates: the one the verifier sent to the attester. Nil means
-	// none was sent, and nonce-mode evidence is refused.
+	// and batch-mode certificates: the one the verifier sent to the
+	// attester. Nil means none was sent, and such evidence is refused.
 	Nonce *[attest.NonceSize]byte
 	// AcceptStatic accepts static-mode evidence no older than MaxAge
 	// (default DefaultMaxAge).
@@ -35,9 +35,9 @@ type VerifyCertificateOptions struct {
 // handshake, for example one written by `atls certgen` or saved from a
 // connection. It runs exactly the checks a Client or Server runs on a
 // peer's certificate in VerifyConnection (validity, evidence extension,
-// role, freshness, REPORT_DATA binding, then the Verifier's chain,
-// signature and policy) and returns the verified claims or an error
-// naming the failed check.
+// role, freshness, REPORT_DATA binding, through the inclusion proof for
+// batched evidence, then the Verifier's chain, signature and policy) and
+// returns the verified claims or an error naming the failed check.
 //
 // What a handshake adds and this cannot: proof that the party presenting
 // the certificate holds its private key (the TLS CertificateVerify). A
@@ -67,14 +67,16 @@ func VerifyCertificate(ctx context.Context, cert *x509.Certificate, opts VerifyC
 		acceptStatic: opts.AcceptStatic,
 		maxAge:       opts.MaxAge,
 		now:          now,
-		cache:        newCache(-1),
-		claims:       newCache(-1),
 	}
-	// The state of a completed TLS 1.3 handshake that received cert and
-	// negotiated no application protocol.
+	// No caches (nil ones keep nothing). The state of a completed TLS 1.3
+	// handshake that received cert and negotiated no application protocol.
 	cs := tls.ConnectionState{Version: tls.VersionTLS13, HandshakeComplete: true}
 	if cert != nil {
 		cs.PeerCertificates = []*x509.Certificate{cert}
 	}
-	return p.verifyState(ctx, cs, opts.Nonce)
+	claims, err := p.verifyState(ctx, cs, opts.Nonce)
+	if err != nil {
+		return nil, err
+	}
+	return claims.Clone(), nil
 }

@@ -24,6 +24,20 @@
 //     turned back on.
 //   - One client configuration per connection: the nonce is for exactly
 //     one handshake. DialAddr, Dial and HTTP3Transport make one per dial.
+//   - Source addresses are validated before the handshake. A QUIC first
+//     flight needs no prior round trip, so without validation a flood of
+//     recorded first flights from spoofed or closed sockets would cost one
+//     attestation each. Listen, ListenAddr and the server NewHTTP3Server
+//     returns answer every new connection attempt with a Retry (RFC 9000,
+//     section 8.1.2) and start the handshake, and so the attestation, only
+//     once the client has shown that it receives at its address: one extra
+//     round trip per connection. NewTransport gives such a transport;
+//     HTTP3Server.VerifySourceAddress chooses per attempt.
+//   - The handshake idle timeout is DefaultHandshakeIdleTimeout (10 s)
+//     on both ends unless the quic.Config sets one, above the time an
+//     atls server lets a handshake wait for its attestation (2 s by
+//     default) before it serves the static certificate or refuses: a
+//     silent server is not taken for a dead one.
 //
 // Server, in a few lines:
 //
@@ -50,7 +64,11 @@
 //
 // Dial does the same over a shared quic.Transport; ServerConfig and
 // QUICConfig give the two configurations for a quic.Transport of one's
-// own. In an HTTP/3 handler, srv.RequestClaims(r) works as over TCP.
+// own. In an HTTP/3 handler, atls.ClaimsFromContext(r.Context()) returns
+// the client's claims for the whole life of the connection, and
+// ConnClaims(conn) those of a raw QUIC connection (srv.RequestClaims(r)
+// and srv.PeerClaims work as over TCP, until the client's certificate
+// expires).
 //
 // WARNING: http3.Server.ListenAndServeTLS(certFile, keyFile) and the
 // package-level http3.ListenAndServeQUIC and http3.ListenAndServeTLS
@@ -65,9 +83,11 @@ package atlsquic
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
@@ -89,8 +109,13 @@ func ServerConfig(srv *atls.Server, base *tls.Config) (*tls.Config, error) {
 	return srv.Hook(base), nil
 }
 
+// DefaultHandshakeIdleTimeout is the handshake idle timeout this package
+// sets where a quic.Config leaves it zero (quic-go's own default is 5 s).
+const DefaultHandshakeIdleTimeout = 10 * time.Second
+
 // QUICConfig returns a copy of qc (which may be nil) with 0-RTT refused,
-// including in the configurations its GetConfigForClient returns.
+// including in the configurations its GetConfigForClient returns, and
+// HandshakeIdleTimeout DefaultHandshakeIdleTimeout if it was zero.
 func QUICConfig(qc *quic.Config) *quic.Config {
 	var c *quic.Config
 	if qc == nil {
@@ -99,6 +124,9 @@ func QUICConfig(qc *quic.Config) *quic.Config {
 		c = qc.Clone()
 	}
 	c.Allow0RTT = false
+	if c.HandshakeIdleTimeout == 0 {
+		c.HandshakeIdleTimeout = DefaultHandshakeIdleTimeout
+	}
 	if get := c.GetConfigForClient; get != nil {
 		c.GetConfigForClient = func(info *quic.ClientInfo) (*quic.Config, error) {
 			conf, err := get(info)
@@ -107,6 +135,9 @@ func QUICConfig(qc *quic.Config) *quic.Config {
 			}
 			conf = conf.Clone()
 			conf.Allow0RTT = false
+			if conf.HandshakeIdleTimeout == 0 {
+				conf.HandshakeIdleTimeout = DefaultHandshakeIdleTimeout
+			}
 			conf.GetConfigForClient = nil
 			return conf, nil
 		}
@@ -114,25 +145,102 @@ func QUICConfig(qc *quic.Config) *quic.Config {
 	return c
 }
 
-// Listen listens for attested QUIC connections on conn. base names the
-// application protocol (NextProtos) and may carry the server's other TLS
-// settings; qc may be nil. Accept returns connections whose handshake,
-// attestation checks included, is complete.
-func Listen(conn net.PacketConn, srv *atls.Server, base *tls.Config, qc *quic.Config) (*quic.Listener, error) {
-	cfg, err := ServerConfig(srv, base)
-	if err != nil {
-		return nil, err
+// clientQUICConfig returns a copy of qc (which may be nil) with the
+// handshake idle timeout DefaultHandshakeIdleTimeout if it was zero.
+func clientQUICConfig(qc *quic.Config) *quic.Config {
+	var c *quic.Config
+	if qc == nil {
+		c = &quic.Config{}
+	} else {
+		c = qc.Clone()
 	}
-	return quic.Listen(conn, cfg, QUICConfig(qc))
+	if c.HandshakeIdleTimeout == 0 {
+		c.HandshakeIdleTimeout = DefaultHandshakeIdleTimeout
+	}
+	return c
 }
 
-// ListenAddr is Listen on a new UDP socket bound to addr.
-func ListenAddr(addr string, srv *atls.Server, base *tls.Config, qc *quic.Config) (*quic.Listener, error) {
-	cfg, err := ServerConfig(srv, base)
+// NewTransport returns a quic.Transport on conn that validates the source
+// address of every new connection attempt with a Retry before it starts
+// the handshake (see the package documentation), and gives each
+// connection a record for its client's claims (ConnContext). Closing the
+// transport does not close conn.
+func NewTransport(conn net.PacketConn) *quic.Transport {
+	return &quic.Transport{Conn: conn, VerifySourceAddress: validateAlways, ConnContext: ConnContext}
+}
+
+func validateAlways(net.Addr) bool { return true }
+
+// Listener is a quic.Listener on a transport of its own (NewTransport):
+// Close closes the listener and that transport, and the UDP socket when
+// ListenAddr opened it.
+type Listener struct {
+	*quic.Listener
+	tr   *quic.Transport
+	conn net.PacketConn // closed by Close; nil when the caller owns it
+}
+
+// Close closes the listener, its transport (and so every connection it
+// accepted) and, for ListenAddr, its socket.
+func (l *Listener) Close() error {
+	err := l.Listener.Close()
+	err = errors.Join(err, l.tr.Close())
+	if l.conn != nil {
+		err = errors.Join(err, l.conn.Close())
+	}
+	return err
+}
+
+// Listen listens for attested QUIC connections on conn, validating source
+// addresses first (NewTransport). base names the application protocol
+// (NextProtos) and may carry the server's other TLS settings; qc may be
+// nil. Accept returns connections whose handshake, attestation checks
+// included, is complete. Closing the listener does not close conn. For
+// another address-validation policy, listen on a quic.Transport of your
+// own with ServerConfig and QUICConfig.
+func Listen(conn net.PacketConn, srv *atls.Server, base *tls.Config, qc *quic.Config) (*Listener, error) {
+	return listen(conn, false, srv, base, qc)
+}
+
+// ListenAddr is Listen on a new UDP socket bound to addr, closed with the
+// listener.
+func ListenAddr(addr string, srv *atls.Server, base *tls.Config, qc *quic.Config) (*Listener, error) {
+	if _, err := ServerConfig(srv, base); err != nil {
+		return nil, err
+	}
+	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, err
 	}
-	return quic.ListenAddr(addr, cfg, QUICConfig(qc))
+	conn, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return nil, err
+	}
+	return listen(conn, true, srv, base, qc)
+}
+
+func listen(conn net.PacketConn, own bool, srv *atls.Server, base *tls.Config, qc *quic.Config) (*Listener, error) {
+	cfg, err := ServerConfig(srv, base)
+	if err != nil {
+		if own {
+			conn.Close()
+		}
+		return nil, err
+	}
+	tr := NewTransport(conn)
+	ln, err := tr.Listen(cfg, QUICConfig(qc))
+	if err != nil {
+		tr.Close()
+		if own {
+			conn.Close()
+		}
+		return nil, err
+	}
+	l := &Listener{Listener: ln, tr: tr}
+	if own {
+		l.conn = conn
+	}
+	return l, nil
 }
 
 // ClientConfig returns a configuration for one attested QUIC connection,
@@ -159,7 +267,7 @@ func DialAddr(ctx context.Context, addr string, cli *atls.Client, base *tls.Conf
 	if err != nil {
 		return nil, err
 	}
-	return quic.DialAddr(ctx, addr, cfg, qc)
+	return quic.DialAddr(ctx, addr, cfg, clientQUICConfig(qc))
 }
 
 // Dial is DialAddr over an existing quic.Transport, which can carry many
@@ -169,7 +277,7 @@ func Dial(ctx context.Context, tr *quic.Transport, addr net.Addr, cli *atls.Clie
 	if err != nil {
 		return nil, err
 	}
-	return tr.Dial(ctx, addr, cfg, qc)
+	return tr.Dial(ctx, addr, cfg, clientQUICConfig(qc))
 }
 
 func clientConfigFor(cli *atls.Client, base *tls.Config, addr string) (*tls.Config, error) {
@@ -196,6 +304,7 @@ func HTTP3Transport(cli *atls.Client, base *tls.Config) *http3.Transport {
 	}
 	return &http3.Transport{
 		TLSClientConfig: tc,
+		QUICConfig:      clientQUICConfig(nil),
 		Dial: func(ctx context.Context, addr string, tlsCfg *tls.Config, qc *quic.Config) (*quic.Conn, error) {
 			// http3 hands a clone of TLSClientConfig with NextProtos
 			// ["h3"] and ServerName set.
@@ -204,13 +313,28 @@ func HTTP3Transport(cli *atls.Client, base *tls.Config) *http3.Transport {
 	}
 }
 
+// HTTP3Server is an http3.Server that validates source addresses before
+// handshakes (see the package documentation) when it listens itself, with
+// ListenAndServe or Serve. ListenAndServeTLS is refused: it would ignore
+// TLSConfig and serve no attested certificate.
+type HTTP3Server struct {
+	*http3.Server
+	// VerifySourceAddress decides, per new connection attempt, whether the
+	// client must first prove its address with a Retry (an extra round
+	// trip; quic-go's Transport.VerifySourceAddress). Nil means always:
+	// every handshake, and so every attestation, is for a client that
+	// receives at its address.
+	VerifySourceAddress func(net.Addr) bool
+}
+
 // NewHTTP3Server returns an HTTP/3 server for h whose connections are
 // attested by srv: TLSConfig is srv's configuration hooked onto base
-// (NextProtos become ["h3"]), QUICConfig refuses 0-RTT, and h runs behind
-// RequireHandshake. Start it with ListenAndServe (after setting Addr),
-// Serve or ServeListener, never with ListenAndServeTLS, which ignores
-// TLSConfig (see the package documentation).
-func NewHTTP3Server(srv *atls.Server, base *tls.Config, h http.Handler) *http3.Server {
+// (NextProtos become ["h3"]), QUICConfig refuses 0-RTT, h runs behind
+// RequireHandshake, and source addresses are validated. Start it with
+// ListenAndServe (after setting Addr) or Serve; ServeListener with a
+// listener from Listen also validates; ListenAndServeTLS is refused (see
+// the package documentation).
+func NewHTTP3Server(srv *atls.Server, base *tls.Config, h http.Handler) *HTTP3Server {
 	var b *tls.Config
 	if base == nil {
 		b = &tls.Config{}
@@ -221,11 +345,68 @@ func NewHTTP3Server(srv *atls.Server, base *tls.Config, h http.Handler) *http3.S
 	if h == nil {
 		h = http.DefaultServeMux
 	}
-	return &http3.Server{
+	return &HTTP3Server{Server: &http3.Server{
 		TLSConfig:  srv.Hook(b),
 		QUICConfig: QUICConfig(nil),
 		Handler:    RequireHandshake(h),
+	}}
+}
+
+// ListenAndServe listens on the UDP address Addr (":https" if empty) and
+// serves HTTP/3 on it, validating source addresses.
+func (s *HTTP3Server) ListenAndServe() error {
+	addr := s.Addr
+	if addr == "" {
+		addr = ":https"
 	}
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return err
+	}
+	conn, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return s.Serve(conn)
+}
+
+// Serve serves HTTP/3 on conn, validating source addresses. It returns
+// once the server is closed; it does not close conn.
+func (s *HTTP3Server) Serve(conn net.PacketConn) error {
+	if s.TLSConfig == nil {
+		return attest.Fail(attest.ErrConfig, "quic.config", "HTTP3Server without TLSConfig")
+	}
+	verify := s.VerifySourceAddress
+	if verify == nil {
+		verify = validateAlways
+	}
+	tr := &quic.Transport{Conn: conn, VerifySourceAddress: verify, ConnContext: ConnContext}
+	defer tr.Close()
+	tc := http3.ConfigureTLSConfig(s.TLSConfig)
+	qc := s.QUICConfig
+	if qc == nil {
+		// http3.Server would turn 0-RTT on for a nil QUICConfig.
+		qc = QUICConfig(nil)
+	} else {
+		qc = qc.Clone()
+	}
+	if s.EnableDatagrams {
+		qc.EnableDatagrams = true
+	}
+	ln, err := tr.ListenEarly(tc, qc)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	return s.ServeListener(ln)
+}
+
+// ListenAndServeTLS is refused: http3.Server.ListenAndServeTLS builds its
+// configuration from the two files alone and would serve no attested
+// certificate. Use ListenAndServe.
+func (s *HTTP3Server) ListenAndServeTLS(certFile, keyFile string) error {
+	return attest.Fail(attest.ErrConfig, "quic.config", "ListenAndServeTLS would ignore the attested TLSConfig; use ListenAndServe or Serve")
 }
 
 // RequireHandshake answers 425 Too Early (RFC 8470) to requests that

@@ -99,6 +99,28 @@ func BenchmarkQUICHandshake(b *testing.B) {
 		}
 		measure(b, dial)
 	})
+	// What a user compares against: a CA-issued certificate verified
+	// against a root pool instead of InsecureSkipVerify.
+	b.Run("plain-ca", func(b *testing.B) {
+		ca := atlstest.NewCA(b)
+		cert := ca.Issue(b, "plain.test", x509.ExtKeyUsageServerAuth)
+		pc := serverSocket(b)
+		ln, err := quic.Listen(pc, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{benchProto}}, atlsquic.QUICConfig(nil))
+		if err != nil {
+			b.Fatal(err)
+		}
+		accepted := benchListener(b, ln)
+		tr := clientTransport(b)
+		ccfg := &tls.Config{RootCAs: ca.Pool, ServerName: "plain.test", NextProtos: []string{benchProto}}
+		dial := func() int {
+			conn, err := tr.Dial(ctx, pc.LocalAddr(), ccfg, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return finish(b, conn, accepted)
+		}
+		measure(b, dial)
+	})
 
 	bench := func(name string, so atls.ServerOptions, co atls.ClientOptions) {
 		b.Run(name, func(b *testing.B) {
@@ -112,7 +134,7 @@ func BenchmarkQUICHandshake(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			accepted := benchListener(b, ln)
+			accepted := benchListener(b, ln.Listener)
 			tr := clientTransport(b)
 			dial := func() int {
 				conn, err := atlsquic.Dial(ctx, tr, pc.LocalAddr(), cli, base, nil)
@@ -125,6 +147,7 @@ func BenchmarkQUICHandshake(b *testing.B) {
 		})
 	}
 	bench("nonce", atls.ServerOptions{}, atls.ClientOptions{})
+	bench("nonce-unbatched", atls.ServerOptions{DisableBatching: true}, atls.ClientOptions{})
 	bench("static-cached", atls.ServerOptions{Freshness: atls.FreshnessStatic}, atls.ClientOptions{AcceptStatic: true})
 	bench("static-uncached", atls.ServerOptions{Freshness: atls.FreshnessStatic}, atls.ClientOptions{AcceptStatic: true, CacheSize: -1})
 }

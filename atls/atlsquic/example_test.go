@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"time"
 
 	"github.com/confidential-go/atls/atls"
 	"github.com/confidential-go/atls/atls/atlsquic"
@@ -15,7 +16,7 @@ import (
 
 // An attested HTTP/3 server and a client that verifies it, on loopback,
 // with the simulator standing in for SEV-SNP hardware. On a real guest the
-// attester is snp.NewAttester and the client trusts snp.AMDRoots().
+// attester is guest.NewAttester and the client trusts snp.AMDRoots().
 func Example() {
 	chain, err := snp.NewSimChain("Milan") // RSA-4096: takes a moment
 	if err != nil {
@@ -41,6 +42,9 @@ func Example() {
 		panic(err)
 	}
 	defer pc.Close() // Serve does not close it
+	// The handshake is bounded by the QUIC handshake idle timeout (10 s,
+	// see atlsquic.DefaultHandshakeIdleTimeout); bound idle connections too.
+	h3.IdleTimeout = 2 * time.Minute
 	go h3.Serve(pc)
 	defer h3.Close()
 
@@ -72,6 +76,6 @@ func Example() {
 	// Output:
 	// HTTP/3.0
 	// hello over HTTP/3.0
-	// server nonce simulated: true
+	// server batch simulated: true
 	// measurement pinned: true
 }

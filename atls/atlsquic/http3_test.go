@@ -27,8 +27,15 @@ import (
 	"github.com/confidential-go/atls/internal/atlstest"
 )
 
+// h3Server is what serveHTTP3 needs of an *http3.Server or an
+// *atlsquic.HTTP3Server.
+type h3Server interface {
+	Serve(net.PacketConn) error
+	Close() error
+}
+
 // serveHTTP3 serves s on a loopback UDP socket and returns its URL.
-func serveHTTP3(t *testing.T, s *http3.Server) string {
+func serveHTTP3(t *testing.T, s h3Server) string {
 	t.Helper()
 	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	require.NoError(t, err)
@@ -98,7 +105,7 @@ func TestHTTP3(t *testing.T) {
 			claims, ok := cli.ResponseClaims(resp)
 			require.True(t, ok)
 			require.Equal(t, f.ServerMeasurement[:], []byte(claims.SNP.Measurement))
-			require.Equal(t, attest.ModeNonce, claims.Mode)
+			require.Equal(t, attest.ModeBatch, claims.Mode, "servers batch nonce-bound certificates by default")
 			require.Equal(t, http3.NextProtoH3, resp.TLS.NegotiatedProtocol)
 		}
 		require.Equal(t, int64(3), calls.Load())
@@ -195,7 +202,7 @@ func TestHTTP3(t *testing.T) {
 		require.True(t, hasCMW(resp.TLS.PeerCertificates[0]), "even a client without a nonce gets evidence")
 
 		// A verifying client that accepts static evidence could check it
-		// offline; a nonce client gets a nonce-bound certificate.
+		// offline; a nonce client gets a nonce-bound (batched) certificate.
 		cli := atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement)})
 		tr := atlsquic.HTTP3Transport(cli, nil)
 		defer tr.Close()
@@ -203,7 +210,7 @@ func TestHTTP3(t *testing.T) {
 		require.NoError(t, err)
 		claims, ok := cli.ResponseClaims(resp)
 		require.True(t, ok)
-		require.Equal(t, attest.ModeNonce, claims.Mode)
+		require.Equal(t, attest.ModeBatch, claims.Mode, "servers batch nonce-bound certificates by default")
 	})
 }
 
@@ -273,6 +280,9 @@ func TestListenAndServeTLSBypassesAttestation(t *testing.T) {
 	var calls atomic.Int64
 	h3 := atlsquic.NewHTTP3Server(srv, nil, claimsHandler(srv, &calls))
 	h3.Addr = freeUDPAddr(t)
+	// The server NewHTTP3Server returns refuses it; the http3.Server
+	// inside shows what it would do.
+	atlstest.RequireCheck(t, h3.ListenAndServeTLS("cert.pem", "key.pem"), attest.ErrConfig, "quic.config")
 
 	dir := t.TempDir()
 	cert := atlstest.NewCA(t).Issue(t, "localhost", x509.ExtKeyUsageServerAuth)
@@ -281,7 +291,9 @@ func TestListenAndServeTLSBypassesAttestation(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "cert.pem"), certPEM, 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "key.pem"), keyPEM, 0o600))
 	done := make(chan error, 1)
-	go func() { done <- h3.ListenAndServeTLS(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")) }()
+	go func() {
+		done <- h3.Server.ListenAndServeTLS(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
+	}()
 	defer func() {
 		_ = h3.Close()
 		<-done

@@ -277,6 +277,19 @@ func TestTransports(t *testing.T) {
 				require.Equal(t, testProto, o.ClientCS.NegotiatedProtocol)
 				require.Equal(t, uint16(tls.VersionTLS13), o.ClientCS.Version)
 				claims, ok := c.cli.PeerClaims(o.ClientCS)
+				requireClaims(t, claims, ok, attest.RoleServer, attest.ModeBatch, f.ServerMeasurement)
+			},
+		},
+		{
+			// Servers batch by default; DisableBatching gives one
+			// report per handshake, mode nonce.
+			name: "one-way/nonce-unbatched",
+			sides: func(t *testing.T) (serverSide, clientSide) {
+				return serverSide{srv: atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, DisableBatching: true})},
+					clientSide{cli: atlstest.NewClient(t, atls.ClientOptions{Verifier: f.Verifier(t, f.ServerMeasurement)})}
+			},
+			then: func(t *testing.T, s serverSide, c clientSide, o atlstest.Outcome) {
+				claims, ok := c.cli.PeerClaims(o.ClientCS)
 				requireClaims(t, claims, ok, attest.RoleServer, attest.ModeNonce, f.ServerMeasurement)
 			},
 		},
@@ -311,7 +324,7 @@ func TestTransports(t *testing.T) {
 			},
 			then: func(t *testing.T, s serverSide, c clientSide, o atlstest.Outcome) {
 				claims, ok := c.cli.PeerClaims(o.ClientCS)
-				requireClaims(t, claims, ok, attest.RoleServer, attest.ModeNonce, f.ServerMeasurement)
+				requireClaims(t, claims, ok, attest.RoleServer, attest.ModeBatch, f.ServerMeasurement)
 				claims, ok = s.srv.PeerClaims(o.ServerCS)
 				requireClaims(t, claims, ok, attest.RoleClient, attest.ModeNonce, f.ClientMeasurement)
 			},
@@ -344,7 +357,7 @@ func TestTransports(t *testing.T) {
 			then: func(t *testing.T, s serverSide, c clientSide, o atlstest.Outcome) {
 				require.Len(t, o.ServerCS.VerifiedChains, 1, "the server verified the client's PKI certificate")
 				claims, ok := c.cli.PeerClaims(o.ClientCS)
-				requireClaims(t, claims, ok, attest.RoleServer, attest.ModeNonce, f.ServerMeasurement)
+				requireClaims(t, claims, ok, attest.RoleServer, attest.ModeBatch, f.ServerMeasurement)
 			},
 		},
 		{
