@@ -271,7 +271,7 @@ func TestPolicyFromCertPins(t *testing.T) {
 	d, err := snp.DescribeEvidence(ev)
 	require.NoError(t, err)
 
-	p, warnings, err := policyFromDescription(d)
+	p, warnings, err := policyFromDescription(d, "cert.pem")
 	require.NoError(t, err)
 	require.Len(t, warnings, 3, "debug, VMPL, provisional: %v", warnings)
 	data, err := json.Marshal(p)

@@ -14,11 +14,14 @@ import (
 // simulatedNote is how simulated claims are labelled.
 const simulatedNote = "SIMULATED: signed by a simulated AMD chain that was trusted explicitly, not by hardware"
 
-// writeClaimsTable prints verified claims as a table.
+// writeClaimsTable prints verified claims as a table, every value
+// through printable.
 func writeClaimsTable(w io.Writer, title string, c *atls.Claims) {
-	fmt.Fprintln(w, title)
+	fmt.Fprintln(w, printable(title))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	row := func(k, format string, args ...any) { fmt.Fprintf(tw, "  %s\t%s\n", k, fmt.Sprintf(format, args...)) }
+	row := func(k, format string, args ...any) {
+		fmt.Fprintf(tw, "  %s\t%s\n", k, printable(fmt.Sprintf(format, args...)))
+	}
 	if c.Simulated {
 		row("SIMULATED", "signed by a simulated AMD chain that was trusted explicitly, not by hardware")
 	}
@@ -39,10 +42,10 @@ func writeClaimsTable(w io.Writer, title string, c *atls.Claims) {
 		row("image id", "%s", s.ImageID)
 		row("id key digest", "%s", s.IDKeyDigest)
 		row("author key digest", "%s", s.AuthorKeyDigest)
-		row("reported tcb", "%s", tcbString(s.ReportedTCB))
-		row("current tcb", "%s", tcbString(s.CurrentTCB))
-		row("committed tcb", "%s", tcbString(s.CommittedTCB))
-		row("launch tcb", "%s", tcbString(s.LaunchTCB))
+		row("reported tcb", "%s", tcbString(s.Product, s.ReportedTCB))
+		row("current tcb", "%s", tcbString(s.Product, s.CurrentTCB))
+		row("committed tcb", "%s", tcbString(s.Product, s.CommittedTCB))
+		row("launch tcb", "%s", tcbString(s.Product, s.LaunchTCB))
 		row("firmware", "%s (committed %s)", s.CurrentVersion, s.CommittedVersion)
 		row("platform info", "0x%x", s.PlatformInfo)
 		row("chip id", "%s", s.ChipID)
@@ -53,18 +56,25 @@ func writeClaimsTable(w io.Writer, title string, c *atls.Claims) {
 	_ = tw.Flush()
 }
 
-func tcbString(v uint64) string {
-	t := snp.TCBFromVersion(v)
-	return fmt.Sprintf("0x%016x (bootloader %d, tee %d, snp %d, microcode %d)", v, t.Bootloader, t.TEE, t.SNP, t.Microcode)
+// tcbString shows a TCB_VERSION in the layout of its product line.
+func tcbString(product string, v uint64) string {
+	line, _ := snp.ParseProductLine(product)
+	t := line.DecodeTCB(v)
+	fmc := ""
+	if line.HasFMC() {
+		fmc = fmt.Sprintf("fmc %d, ", t.FMC)
+	}
+	return fmt.Sprintf("0x%016x (%sbootloader %d, tee %d, snp %d, microcode %d)", v, fmc, t.Bootloader, t.TEE, t.SNP, t.Microcode)
 }
 
-// writeJSON writes v as indented JSON.
+// writeJSON writes v as indented JSON, with no character a terminal
+// would act on (escapeJSON).
 func writeJSON(w io.Writer, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	_, err = w.Write(append(b, '\n'))
+	_, err = w.Write(append(escapeJSON(b), '\n'))
 	return err
 }
 
@@ -76,7 +86,8 @@ func shortHex(s string) string {
 	return s[:16] + "…"
 }
 
-// claimsSummary is a one-line description of verified claims.
+// claimsSummary is a one-line description of verified claims, safe to
+// print (printable).
 func claimsSummary(c *atls.Claims) string {
 	s := fmt.Sprintf("%s %s, %s mode", c.Platform, c.Role, c.Mode)
 	if c.SNP != nil {
@@ -85,5 +96,5 @@ func claimsSummary(c *atls.Claims) string {
 	if c.Simulated {
 		s += " (SIMULATED)"
 	}
-	return s
+	return printable(s)
 }

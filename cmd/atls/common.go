@@ -16,6 +16,7 @@ import (
 	"github.com/confidential-go/atls/atls"
 	"github.com/confidential-go/atls/atls/attest"
 	"github.com/confidential-go/atls/atls/snp"
+	"github.com/confidential-go/atls/atls/snp/guest"
 )
 
 // attesterFlags select the attester: the SEV-SNP hardware of this VM, or
@@ -76,7 +77,7 @@ func (a *attesterFlags) attester(e *env, log *slog.Logger) (attest.Attester, boo
 		att, err := store.attester(override)
 		return att, true, err
 	}
-	att, err := snp.NewAttester(snp.AttesterOptions{CertCacheDir: *a.certCache, AllowNetwork: *a.allowNetwork, Logger: log})
+	att, err := guest.NewAttester(guest.AttesterOptions{CertCacheDir: *a.certCache, AllowNetwork: *a.allowNetwork, Logger: log})
 	if err != nil {
 		return nil, false, noSNP(err)
 	}

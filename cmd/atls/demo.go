@@ -9,6 +9,9 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -19,9 +22,10 @@ import (
 )
 
 func runDemo(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("demo [-product Milan|Genoa]",
-		"demo [flags]", "atls demo -product Genoa", stderr)
-	product := fs.String("product", "Milan", "simulated `product` line: Milan or Genoa")
+	fs := newFlagSet("demo [-product Milan|Genoa|Turin] [-sp-profile "+strings.Join(snp.SPProfileNames(), "|")+"]",
+		"demo [flags]", "atls demo -product Genoa -sp-profile serial-8ms", stderr)
+	product := fs.String("product", "Milan", "simulated `product` line: Milan, Genoa or Turin")
+	spProfile := fs.String("sp-profile", "none", "timing `profile` of the simulated secure processor:\n"+spProfilesHelp("  "))
 	if code := parseFlags(fs, args); code >= 0 {
 		return code
 	}
@@ -29,7 +33,12 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "atls demo: unexpected arguments %q\n", fs.Args())
 		return exitUsage
 	}
-	d := &demo{out: stdout}
+	sp, err := snp.ParseSPProfile(*spProfile)
+	if err != nil {
+		fmt.Fprintf(stderr, "atls demo: -sp-profile: %q is not a profile (want one of %s)\n", *spProfile, strings.Join(snp.SPProfileNames(), ", "))
+		return exitUsage
+	}
+	d := &demo{out: stdout, sp: sp}
 	if err := d.run(*product); err != nil {
 		fmt.Fprintf(stderr, "atls demo: %v\n", err)
 		return exitFailure
@@ -39,7 +48,12 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 
 type demo struct {
 	out io.Writer
+	sp  snp.SPProfile // the simulated secure processor's timing
 }
+
+// demoBurst is how many handshakes the demo makes at once to show the
+// secure processor's cost.
+const demoBurst = 4
 
 func (d *demo) step(format string, args ...any) {
 	fmt.Fprintf(d.out, "\n"+format+"\n", args...)
@@ -57,7 +71,7 @@ func (d *demo) run(product string) error {
 	}
 	serverImage := sha512.Sum384([]byte("atls demo server image"))
 	clientImage := sha512.Sum384([]byte("atls demo client image"))
-	serverVM, err := snp.NewSimAttester(chain, snp.SimOptions{Measurement: serverImage})
+	serverVM, err := snp.NewSimAttester(chain, snp.SimOptions{Measurement: serverImage, SP: d.sp})
 	if err != nil {
 		return err
 	}
@@ -66,6 +80,7 @@ func (d *demo) run(product string) error {
 		return err
 	}
 	fmt.Fprintf(d.out, "      done in %v: a simulated server VM and client VM, each with its own chip and VCEK.\n", time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(d.out, "      The server VM's secure processor: profile %s.\n", d.sp)
 
 	verifierFor := func(m [48]byte) (*snp.Verifier, error) {
 		p := snp.NewPolicy()
@@ -92,6 +107,9 @@ func (d *demo) run(product string) error {
 		return err
 	}
 	if err := d.exchange(srv, cli, false); err != nil {
+		return err
+	}
+	if err := d.burst(srv, cli, serverVM); err != nil {
 		return err
 	}
 
@@ -194,6 +212,61 @@ func (d *demo) exchange(srv *atls.Server, cli *atls.Client, mutual bool) error {
 	}
 	fmt.Fprintln(d.out, "      The client verified the server:")
 	printClaims(d.out, claims, "        ")
+	return nil
+}
+
+// burst makes demoBurst one-way handshakes (each with one request) at
+// once and prints their latencies and how many reports the server's
+// secure processor made for them.
+func (d *demo) burst(srv *atls.Server, cli *atls.Client, vm *snp.SimAttester) error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{
+		TLSConfig:         srv.TLSConfig(),
+		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "ok") }),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          quietLog(),
+	}
+	go func() { _ = hs.ServeTLS(ln, "", "") }()
+	defer hs.Close()
+	url := "https://" + ln.Addr().String() + "/"
+
+	before := vm.SPStats()
+	latencies := make([]time.Duration, demoBurst)
+	errs := make([]error, demoBurst)
+	var wg sync.WaitGroup
+	for i := range demoBurst {
+		wg.Go(func() {
+			tr := cli.Transport()
+			tr.DisableKeepAlives = true
+			defer tr.CloseIdleConnections()
+			hc := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+			start := time.Now()
+			resp, err := hc.Get(url)
+			if err == nil {
+				_, err = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			latencies[i], errs[i] = time.Since(start), err
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	slices.Sort(latencies)
+	parts := make([]string, len(latencies))
+	for i, l := range latencies {
+		parts[i] = l.Round(100 * time.Microsecond).String()
+	}
+	after := vm.SPStats()
+	fmt.Fprintf(d.out, "      %d handshakes at once (secure processor %s): %s\n", demoBurst, d.sp.Name, strings.Join(parts, ", "))
+	if !d.sp.IsZero() {
+		fmt.Fprintf(d.out, "      the secure processor made %d report(s) for them, one at a time (waited %v for its throttle)\n",
+			after.Reports-before.Reports, (after.ThrottleWait - before.ThrottleWait).Round(time.Millisecond))
+	}
 	return nil
 }
 

@@ -95,12 +95,13 @@ func finish(e *env, spec *cmdSpec, err error) int {
 }
 
 // oneLine formats err on a single line, without the library's "atls: "
-// prefix (the command names itself).
+// prefix (the command names itself). Errors may quote what a peer sent,
+// so the line goes through printable.
 func oneLine(err error) string {
 	s := strings.TrimPrefix(err.Error(), "atls: ")
 	s = strings.ReplaceAll(s, ": atls: ", ": ")
-	s = strings.ReplaceAll(s, "\r", "")
-	return strings.ReplaceAll(s, "\n", "; ")
+	s = strings.ReplaceAll(s, "\r\n", "; ")
+	return printable(strings.ReplaceAll(s, "\n", "; "))
 }
 
 // withHint adds advice for common failures to an appraisal error.

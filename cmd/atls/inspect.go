@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -25,7 +26,7 @@ import (
 
 var inspectSpec = &cmdSpec{
 	name:     "inspect",
-	synopsis: []string{"inspect [--json] CERT.pem", "inspect [--json] [--nonce] HOST:PORT"},
+	synopsis: []string{"inspect [--json] CERT.pem", "inspect [--json] [--nonce] HOST:PORT", "inspect [--json] --report REPORT.bin [--vcek VCEK.pem]"},
 	summary: `Decodes the attestation evidence of a certificate and prints it: the binding
 parameters, every field of the SEV-SNP report (TCB values split into their
 parts, guest policy and platform info bit by bit, chip ID), and the VCEK
@@ -39,12 +40,16 @@ only to receive the server's certificate. Without --nonce it sends no nonce,
 so the server must serve static certificates (atls serve does by default);
 with --nonce it sends a random one and gets a nonce-bound certificate.
 
+--report decodes a raw 1184-byte attestation report instead, as 'snpguest
+report' writes it, with the VCEK (or VLEK) certificate given by --vcek, if any.
+
 If the simulator's chain exists (in --sim-dir) and issued the VCEK, the output
 says SIMULATED.`,
 	examples: []string{
 		"atls inspect cert.pem",
 		"atls inspect --json 127.0.0.1:8443 | jq .evidence.report.measurement",
 		"atls inspect --nonce service.internal:8443",
+		"atls inspect --report report.bin --vcek vcek.pem",
 	},
 	exits: `Exit codes:
   0  decoded
@@ -60,11 +65,55 @@ func runInspect(e *env, args []string) int {
 	sendNonce := fs.Bool("nonce", false, "for HOST:PORT: send a random nonce, for a nonce-bound certificate")
 	simDir := addSimDirFlag(fs)
 	timeout := fs.Duration("timeout", 30*time.Second, "for HOST:PORT: timeout of the connection")
-	pos, code := parseArgs(e, fs, inspectSpec, args, 1, 1)
+	raw := addRawReportFlags(fs, "(optional)")
+	pos, code := parseArgs(e, fs, inspectSpec, args, 0, 1)
 	if code >= 0 {
 		return code
 	}
+	switch {
+	case raw.set() && len(pos) > 0:
+		return usageFail(e, inspectSpec, "--report and a certificate or HOST:PORT (%q) exclude each other", pos[0])
+	case raw.set() && *sendNonce:
+		return usageFail(e, inspectSpec, "--nonce is for HOST:PORT, not --report")
+	case raw.set():
+		return finish(e, inspectSpec, inspectReport(e, raw, *asJSON, *simDir))
+	case *raw.vcek != "":
+		return usageFail(e, inspectSpec, "--vcek needs --report")
+	case len(pos) == 0:
+		return usageFail(e, inspectSpec, "want a certificate file, HOST:PORT, or --report")
+	}
 	return finish(e, inspectSpec, inspect(e, pos[0], *asJSON, *sendNonce, *simDir, *timeout))
+}
+
+// inspectReport decodes a raw report file (inspect --report).
+func inspectReport(e *env, raw *rawReportFlags, asJSON bool, simDir string) error {
+	report, cert, err := raw.load()
+	if err != nil {
+		return err
+	}
+	ev := rawEvidence(report, cert)
+	out := inspectOutput{Source: *raw.report, Note: notVerifiedReportNote}
+	if out.Evidence, err = snp.DescribeEvidence(ev); err != nil {
+		return verifyError(err)
+	}
+	// A raw report has no binding record, and no certificate unless
+	// --vcek gave one: neither is a problem to report.
+	d := out.Evidence
+	d.CollectionType, d.Digest = "", nil
+	certProblem := d.Report.SignerInfo.SigningKey + " certificate:"
+	d.Problems = slices.DeleteFunc(d.Problems, func(p string) bool {
+		return strings.HasPrefix(p, "no binding record") || (cert == nil && strings.HasPrefix(p, certProblem))
+	})
+	if cert == nil {
+		d.SignerCert = snp.CertDescription{}
+	} else {
+		out.Simulated = simulatorHint(e, simDir, ev)
+	}
+	if asJSON {
+		return writeJSON(e.stdout, out)
+	}
+	writeInspectTable(e.stdout, &out)
+	return nil
 }
 
 // inspectOutput is the JSON output of inspect.
@@ -75,7 +124,7 @@ type inspectOutput struct {
 	// NonceSent is the nonce inspect sent to the server (--nonce).
 	NonceSent   attest.HexBytes  `json:"nonce_sent,omitempty"`
 	Simulated   string           `json:"simulated,omitempty"`
-	Certificate inspectCert      `json:"certificate"`
+	Certificate *inspectCert     `json:"certificate,omitempty"` // nil for --report
 	Evidence    *snp.Description `json:"evidence"`
 }
 
@@ -89,6 +138,9 @@ type inspectCert struct {
 	DNSNames    []string        `json:"dns_names,omitempty"`
 	ExtKeyUsage []string        `json:"ext_key_usage,omitempty"`
 }
+
+const notVerifiedReportNote = "NOT VERIFIED: this decodes what the report claims; nothing has been checked " +
+	"(AMD signatures, policy), and a forgery decodes just as well. Use 'atls verify --report'."
 
 const notVerifiedNote = "NOT VERIFIED: this decodes what the certificate claims; nothing has been checked " +
 	"(AMD signatures, binding, policy), and a forgery decodes just as well. Use 'atls verify'."
@@ -111,7 +163,8 @@ func inspect(e *env, arg string, asJSON, sendNonce bool, simDir string, timeout 
 	if err != nil {
 		return err
 	}
-	out.Certificate = describeLeaf(cert)
+	leaf := describeLeaf(cert)
+	out.Certificate = &leaf
 
 	ev, err := attest.FromCertificate(cert)
 	if errors.Is(err, atls.ErrNotAttested) {
@@ -222,19 +275,26 @@ func simulatorHint(e *env, simDir string, ev *attest.Evidence) string {
 	return "SIMULATED: the VCEK was issued by the simulated AMD chain in " + store.dir
 }
 
+// writeInspectTable prints o as a table. Most of it comes from the peer
+// unverified (certificate names, the VCEK's and the CRL's names), so
+// every value goes through printable.
 func writeInspectTable(w io.Writer, o *inspectOutput) {
 	d := o.Evidence
 	r := &d.Report
-	fmt.Fprintf(w, "atls inspect: %s\n", o.Source)
+	fmt.Fprintf(w, "atls inspect: %s\n", printable(o.Source))
 	fmt.Fprintln(w, wrap(o.Note, 78))
 	if o.Simulated != "" {
-		fmt.Fprintf(w, "\n%s\n", o.Simulated)
+		fmt.Fprintf(w, "\n%s\n", printable(o.Simulated))
 	}
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	section := func(title string) { fmt.Fprintf(tw, "\n%s\n", title) }
-	row := func(k, format string, args ...any) { fmt.Fprintf(tw, "  %s\t%s\n", k, fmt.Sprintf(format, args...)) }
-	sub := func(k, format string, args ...any) { fmt.Fprintf(tw, "    %s\t%s\n", k, fmt.Sprintf(format, args...)) }
+	section := func(title string) { fmt.Fprintf(tw, "\n%s\n", printable(title)) }
+	row := func(k, format string, args ...any) {
+		fmt.Fprintf(tw, "  %s\t%s\n", k, printable(fmt.Sprintf(format, args...)))
+	}
+	sub := func(k, format string, args ...any) {
+		fmt.Fprintf(tw, "    %s\t%s\n", k, printable(fmt.Sprintf(format, args...)))
+	}
 	yes := func(b bool, y, n string) string {
 		if b {
 			return y
@@ -242,23 +302,25 @@ func writeInspectTable(w io.Writer, o *inspectOutput) {
 		return n
 	}
 
-	c := o.Certificate
-	section("Certificate")
-	row("subject", "%s", c.Subject)
-	row("serial", "%s", c.Serial)
-	row("validity", "%s to %s (%v)", c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339), c.NotAfter.Sub(c.NotBefore))
-	row("key", "%s", c.Key)
-	row("spki sha-256", "%s", c.SPKISHA256)
-	if len(c.DNSNames) > 0 {
-		row("dns names", "%s", strings.Join(c.DNSNames, ", "))
+	if c := o.Certificate; c != nil {
+		section("Certificate")
+		row("subject", "%s", c.Subject)
+		row("serial", "%s", c.Serial)
+		row("validity", "%s to %s (%v)", c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339), c.NotAfter.Sub(c.NotBefore))
+		row("key", "%s", c.Key)
+		row("spki sha-256", "%s", c.SPKISHA256)
+		if len(c.DNSNames) > 0 {
+			row("dns names", "%s", strings.Join(c.DNSNames, ", "))
+		}
+		if len(c.ExtKeyUsage) > 0 {
+			row("ext key usage", "%s", strings.Join(c.ExtKeyUsage, ", "))
+		}
+		section("Evidence (id-pe-cmw)")
 	}
-	if len(c.ExtKeyUsage) > 0 {
-		row("ext key usage", "%s", strings.Join(c.ExtKeyUsage, ", "))
+	if o.Certificate != nil {
+		row("collection type", "%s", d.CollectionType)
+		row("evidence digest", "%s", d.Digest)
 	}
-
-	section("Evidence (id-pe-cmw)")
-	row("collection type", "%s", d.CollectionType)
-	row("evidence digest", "%s", d.Digest)
 	if b := d.Binding; b != nil {
 		row("binding version", "%d", b.Version)
 		row("role", "%s", b.Role)
@@ -270,6 +332,9 @@ func writeInspectTable(w io.Writer, o *inspectOutput) {
 			fresh += fmt.Sprintf(" (inspect sent nonce %s)", o.NonceSent)
 		}
 		row("freshness", "%s", fresh)
+	}
+	if p := d.BatchProof; p != nil {
+		row("batch proof", "leaf %d of %d, %d sibling hashes (the report commits to the batch's Merkle root)", p.Index, p.Size, p.PathLength)
 	}
 
 	section("Attestation report")
@@ -341,7 +406,11 @@ func writeInspectTable(w io.Writer, o *inspectOutput) {
 		row("signature", "%s", sc.SignatureAlgorithm)
 		row("public key", "%s", sc.PublicKeyAlgorithm)
 	}
-	row("sha-256", "%s", sc.SHA256)
+	if len(sc.SHA256) == 0 {
+		row("certificate", "not given (--vcek)")
+	} else {
+		row("sha-256", "%s", sc.SHA256)
+	}
 	if sc.ProductName != "" {
 		row("product name", "%s", sc.ProductName)
 	}
@@ -364,7 +433,7 @@ func writeInspectTable(w io.Writer, o *inspectOutput) {
 	if len(d.Problems) > 0 {
 		section("Could not decode")
 		for _, p := range d.Problems {
-			fmt.Fprintf(tw, "  %s\n", p)
+			fmt.Fprintf(tw, "  %s\n", printable(p))
 		}
 	}
 	_ = tw.Flush()

@@ -12,8 +12,12 @@
 //	verify   verify an attested certificate or endpoint against a policy
 //	inspect  decode the evidence of a certificate or endpoint, without verifying it
 //	certgen  write an attested certificate and private key
-//	policy   write a policy: "policy init", "policy from-cert"
+//	measure  compute the launch measurement of a VM image
+//	idblock  sign an ID block for a launch measurement (files for QEMU)
+//	policy   write a policy: "policy init", "policy from-cert", "policy from-launch"
 //	roots    print the AMD roots in use: "roots export"
+//	seal     encrypt a file under a key only this guest's secure processor derives
+//	unseal   decrypt a file sealed by 'atls seal' on this guest
 //	demo     attested server and verifying client on loopback, with the simulator
 //	version  print the version
 //	help     show the help of a command
@@ -94,8 +98,12 @@ func commands() []command {
 		{"verify", "verify an attested certificate or endpoint against a policy", runVerify},
 		{"inspect", "decode the evidence of a certificate or endpoint, without verifying it", runInspect},
 		{"certgen", "write an attested certificate and private key", runCertgen},
-		{"policy", `write a policy: "policy init", "policy from-cert"`, runPolicy},
+		{"measure", "compute the launch measurement of a VM image", runMeasure},
+		{"idblock", "sign an ID block for a launch measurement (files for QEMU)", runIDBlock},
+		{"policy", `write a policy: "policy init", "policy from-cert", "policy from-launch"`, runPolicy},
 		{"roots", `print the AMD roots in use: "roots export"`, runRoots},
+		{"seal", "encrypt a file under a key only this guest's secure processor derives", runSeal},
+		{"unseal", "decrypt a file sealed by 'atls seal' on this guest", runUnseal},
 		{"demo", "attested server and verifying client on loopback, with the simulator", func(e *env, args []string) int {
 			return runDemo(args, e.stdout, e.stderr)
 		}},

@@ -297,6 +297,8 @@ func TestDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the demo makes its own simulated chain (RSA-4096)")
 	}
-	r := mustRun(t, exitOK, "demo")
+	r := mustRun(t, exitOK, "demo", "-sp-profile", "serial-8ms")
 	require.Contains(t, r.stdout, "Done: three attested connections accepted (TCP one-way, TCP mutual, QUIC mutual), one refused by policy.")
+	require.Contains(t, r.stdout, "The server VM's secure processor: profile serial-8ms (8ms per report, serialized).")
+	require.Regexp(t, `4 handshakes at once \(secure processor serial-8ms\): (\d[\d.]*m?s, ){3}\d[\d.]*m?s\n.*made [1-4] report\(s\) for them`, r.stdout)
 }

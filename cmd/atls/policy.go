@@ -2,12 +2,15 @@ package main
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/confidential-go/atls/atls"
 	"github.com/confidential-go/atls/atls/attest"
@@ -61,7 +64,7 @@ func printGroupHelp(w io.Writer, group *cmdSpec, subs []subcommand) {
 
 var policySpec = &cmdSpec{
 	name:    "policy",
-	summary: "Writes a verification policy (JSON): a starting one to edit (init), or one\nthat pins what a known-good certificate's report shows (from-cert).",
+	summary: "Writes a verification policy (JSON): a starting one to edit (init), one\nthat pins what a known-good certificate's report shows (from-cert), or one that\npins the launch measurement computed from the VM's launch inputs (from-launch).",
 }
 
 var policyInitSpec = &cmdSpec{
@@ -85,14 +88,28 @@ in --sim-dir).`,
 
 var policyFromCertSpec = &cmdSpec{
 	name:     "policy from-cert",
-	synopsis: []string{"policy from-cert [--out FILE] CERT.pem"},
+	synopsis: []string{"policy from-cert [--out FILE] CERT.pem", "policy from-cert [--out FILE] HOST:PORT", "policy from-cert [--out FILE] --report REPORT.bin [--vcek VCEK.pem]"},
 	summary: `Prints a policy that pins what the report in a known-good attested
 certificate shows: its measurement, its guest policy bits, its VMPL, its
 reported TCB as the minimum TCB, and its host data, ID key and author key
 digests, family and image IDs and guest SVN when set. The certificate is not
-verified; make sure it comes from a deployment you trust.`,
+verified; make sure it comes from a deployment you trust.
+
+For HOST:PORT (or an https:// URL) it connects, sends a nonce as 'atls inspect
+--nonce' does, and reads the certificate the server presents; it checks nothing,
+so trust the network path as much as the server.
+
+--report reads a raw attestation report instead ('snpguest report' writes one),
+with the VCEK that signed it (--vcek; needed for version 2 reports, which do
+not name their product line). Nothing is verified either.
+
+A reported TCB below the library's baseline is kept as the minimum TCB, with
+an allow_tcb_below_baseline entry naming the evidence it came from, and a
+warning: raise minimum_tcb once the host's firmware is updated.`,
 	examples: []string{
+		"atls policy from-cert --report report.bin --vcek vcek.pem > policy.json",
 		"atls policy from-cert cert.pem > policy.json",
+		"atls policy from-cert service.internal:8443 > policy.json",
 	},
 }
 
@@ -100,6 +117,7 @@ func runPolicy(e *env, args []string) int {
 	return runGroup(e, policySpec, []subcommand{
 		{policyInitSpec, runPolicyInit},
 		{policyFromCertSpec, runPolicyFromCert},
+		{policyFromLaunchSpec, runPolicyFromLaunch},
 	}, args)
 }
 
@@ -219,27 +237,61 @@ func runPolicyFromCert(e *env, args []string) int {
 	fs := newFlags(e, policyFromCertSpec)
 	out := fs.String("out", "", "write the policy to `file` instead of stdout")
 	force := fs.Bool("force", false, "overwrite --out if it exists")
-	pos, code := parseArgs(e, fs, policyFromCertSpec, args, 1, 1)
+	raw := addRawReportFlags(fs, "(optional)")
+	timeout := fs.Duration("timeout", 30*time.Second, "for HOST:PORT: timeout of the connection")
+	pos, code := parseArgs(e, fs, policyFromCertSpec, args, 0, 1)
 	if code >= 0 {
 		return code
 	}
+	switch {
+	case raw.set() && len(pos) > 0:
+		return usageFail(e, policyFromCertSpec, "--report and a certificate (%q) exclude each other", pos[0])
+	case !raw.set() && *raw.vcek != "":
+		return usageFail(e, policyFromCertSpec, "--vcek needs --report")
+	case !raw.set() && len(pos) == 0:
+		return usageFail(e, policyFromCertSpec, "want a certificate file, HOST:PORT, or --report")
+	}
+	source := *raw.report
+	if !raw.set() {
+		source = pos[0]
+	}
 	err := func() error {
-		cert, err := loadCertificate(pos[0])
-		if err != nil {
-			return err
-		}
-		ev, err := attest.FromCertificate(cert)
-		if errors.Is(err, atls.ErrNotAttested) {
-			return &cliError{code: exitNotAttested, err: fmt.Errorf("%s carries no attestation evidence", pos[0])}
-		}
-		if err != nil {
-			return verifyError(err)
+		var ev *attest.Evidence
+		if raw.set() {
+			report, cert, err := raw.load()
+			if err != nil {
+				return err
+			}
+			ev = rawEvidence(report, cert)
+		} else {
+			t, err := parseTarget(source)
+			if err != nil {
+				return err
+			}
+			var cert *x509.Certificate
+			if t.file != "" {
+				cert, err = loadCertificate(t.file)
+			} else {
+				// A nonce: a nonce-mode server without a static
+				// fallback serves no one without one.
+				cert, _, err = fetchCertificate(e.ctx, t, true, *timeout)
+			}
+			if err != nil {
+				return err
+			}
+			ev, err = attest.FromCertificate(cert)
+			if errors.Is(err, atls.ErrNotAttested) {
+				return &cliError{code: exitNotAttested, err: fmt.Errorf("%s carries no attestation evidence", source)}
+			}
+			if err != nil {
+				return verifyError(err)
+			}
 		}
 		d, err := snp.DescribeEvidence(ev)
 		if err != nil {
 			return verifyError(err)
 		}
-		p, warnings, err := policyFromDescription(d)
+		p, warnings, err := policyFromDescription(d, source)
 		if err != nil {
 			return err
 		}
@@ -254,10 +306,10 @@ func runPolicyFromCert(e *env, args []string) int {
 		if err := writeOutput(e, *out, data, *force); err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stderr, "atls policy from-cert: wrote a policy pinning the report of %s (measurement %s).\n", pos[0], shortHex(d.Report.Measurement.String()))
-		fmt.Fprintln(e.stderr, "The certificate was not verified: use a policy only from evidence you trust.")
+		fmt.Fprintf(e.stderr, "atls policy from-cert: wrote a policy pinning the report of %s (measurement %s).\n", printable(source), shortHex(d.Report.Measurement.String()))
+		fmt.Fprintln(e.stderr, "The evidence was not verified: use a policy only from evidence you trust.")
 		for _, w := range warnings {
-			fmt.Fprintf(e.stderr, "warning: %s\n", w)
+			fmt.Fprintf(e.stderr, "warning: %s\n", printable(w))
 		}
 		return nil
 	}()
@@ -266,14 +318,14 @@ func runPolicyFromCert(e *env, args []string) int {
 
 // policyFromDescription builds a policy that accepts the described report
 // and pins what it shows.
-func policyFromDescription(d *snp.Description) (*snp.Policy, []string, error) {
+// source names the evidence (a file) in the policy's exceptions.
+func policyFromDescription(d *snp.Description, source string) (*snp.Policy, []string, error) {
 	r := &d.Report
-	switch r.ProductLine {
-	case "Milan", "Genoa":
-	case "":
+	if r.ProductLine == "" {
 		return nil, nil, &cliError{code: exitVerify, err: errors.New("the report does not say which product line it comes from")}
-	default:
-		return nil, nil, &cliError{code: exitVerify, err: fmt.Errorf("product line %s is not supported (only Milan and Genoa)", r.ProductLine)}
+	}
+	if _, ok := snp.BaselineTCB()[r.ProductLine]; !ok {
+		return nil, nil, &cliError{code: exitVerify, err: fmt.Errorf("product line %s is not supported", r.ProductLine)}
 	}
 	var warnings []string
 	nonZero := func(b []byte) bool { return !bytes.Equal(b, make([]byte, len(b))) }
@@ -327,11 +379,20 @@ func policyFromDescription(d *snp.Description) (*snp.Policy, []string, error) {
 		p.AllowVLEK = true
 		warnings = append(warnings, "the report is signed by a VLEK (allow_vlek is true): it identifies a cloud provider's fleet, not a chip")
 	}
-	reported := snp.TCBFromVersion(uint64(r.ReportedTCB.Raw))
+	line, err := snp.ParseProductLine(r.ProductLine)
+	if err != nil {
+		return nil, nil, &cliError{code: exitVerify, err: err}
+	}
+	reported := line.DecodeTCB(uint64(r.ReportedTCB.Raw))
 	p.MinimumTCB = map[string]snp.TCB{r.ProductLine: reported}
-	if base := snp.BaselineTCB()[r.ProductLine]; reported.Version() != base.Version() &&
-		(reported.Bootloader < base.Bootloader || reported.TEE < base.TEE || reported.SNP < base.SNP || reported.Microcode < base.Microcode) {
-		warnings = append(warnings, fmt.Sprintf("the reported TCB %v is below the library's %s baseline %v in at least one part", reported, r.ProductLine, base))
+	if base, ok := snp.BaselineTCB()[r.ProductLine]; ok && !reported.AtLeast(base) {
+		// Policies refuse a floor below the baseline unless they say
+		// why; the reason names the evidence the floor was copied from.
+		p.AllowTCBBelowBaseline = map[string]string{r.ProductLine: fmt.Sprintf(
+			"minimum_tcb copied by atls policy from-cert from the report of %s, whose reported TCB %v is below the baseline; raise it when the host's firmware is updated",
+			strconv.QuoteToASCII(source), reported)}
+		warnings = append(warnings, fmt.Sprintf("the reported TCB %v is below the library's %s baseline %v in at least one part "+
+			"(allow_tcb_below_baseline[%q] says so; raise minimum_tcb and remove it once the firmware is updated)", reported, r.ProductLine, base, r.ProductLine))
 	}
 	if r.CommittedTCB.Raw != r.CurrentTCB.Raw || r.CommittedVersion != r.CurrentVersion {
 		p.PermitProvisionalFirmware = true

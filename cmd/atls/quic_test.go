@@ -52,7 +52,7 @@ func TestServeAndGetQUIC(t *testing.T) {
 
 	// One-way attestation over HTTP/3 and failures by class, as over TCP.
 	claims, refused := requireGetOneWay(t, s, srv.url, "--quic")
-	require.Equal(t, attest.ModeNonce, claims.Mode)
+	require.Equal(t, attest.ModeBatch, claims.Mode) // servers batch by default
 	require.Equal(t, 1, strings.Count(refused.stderr, "\n"), refused.stderr)
 
 	// Nothing listens on TCP.

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -25,6 +26,7 @@ var serveSpec = &cmdSpec{
 		"serve [--addr HOST:PORT] [--simulate] [--mode nonce|static] [--dir DIR] [flags]",
 		"serve --mutual --policy FILE [--roots FILE] [flags]",
 		"serve --quic [flags]",
+		"serve --simulate --sp-profile none|serial-8ms|gcp [flags]",
 	},
 	summary: `Runs an HTTPS server whose every TLS certificate carries SEV-SNP evidence:
 a fresh attestation report bound to the certificate key and to the client's
@@ -46,6 +48,17 @@ flags; fetch from it with 'atls get --quic'. HTTP/3 clients that are not atls
 static-mode attested certificate, in nonce mode with --static-fallback (the
 default) and in --mode static, and are refused with --static-fallback=false.
 
+--static-fallback is on here, unlike ServerOptions.StaticFallback in the
+library (off): a server run by hand is probed with curl, openssl and
+browsers, which send no nonce and would otherwise get only an internal_error
+alert; a program embedding the library decides for its own clients, and off
+is the choice that never serves weaker evidence than asked for.
+
+With --simulate, --sp-profile makes the simulated secure processor cost what
+a real one does: a latency per report, one report at a time, and the host's
+throttle. Profiles:
+` + spProfilesHelp("  ") + `
+
 The handler serves the files of --dir, or by default echoes the request's
 method and path and, with --mutual, the client's verified claims, as JSON.
 Logs go to stderr. SIGINT or SIGTERM shuts the server down gracefully.`,
@@ -63,6 +76,9 @@ Logs go to stderr. SIGINT or SIGTERM shuts the server down gracefully.`,
 		"",
 		"# HTTP/3 over QUIC (UDP port 8443), fetched with 'atls get --quic':",
 		"atls serve --simulate --addr 127.0.0.1:8443 --quic",
+		"",
+		"# The simulator with a GCP-like secure processor (8 ms per report, throttled):",
+		"atls serve --simulate --addr 127.0.0.1:8443 --sp-profile gcp",
 	},
 }
 
@@ -81,13 +97,14 @@ func runServe(e *env, args []string) int {
 	validity := fs.Duration("validity", 0, "validity of the server's certificates (default 10m in nonce mode, 1h for static ones)")
 	quic := fs.Bool("quic", false, "serve HTTP/3 over QUIC on UDP --addr instead of HTTPS over TCP")
 	verbose := fs.Bool("v", false, "verbose: also log accepted handshakes")
+	spProfile := fs.String("sp-profile", "none", "with --simulate: timing `profile` of the simulated secure processor: "+strings.Join(snp.SPProfileNames(), ", "))
 	if _, code := parseArgs(e, fs, serveSpec, args, 0, 0); code >= 0 {
 		return code
 	}
 	return finish(e, serveSpec, serve(e, serveOptions{
 		addr: *addr, mode: *mode, fallback: *fallback, attester: af, mutual: *mutual, verifier: vf,
 		acceptStatic: *acceptStatic, maxAge: *maxAge, dir: *dir, keyType: *keyType, validity: *validity,
-		quic: *quic, verbose: *verbose,
+		quic: *quic, verbose: *verbose, spProfile: *spProfile,
 	}))
 }
 
@@ -104,6 +121,7 @@ type serveOptions struct {
 	validity     time.Duration
 	quic         bool
 	verbose      bool
+	spProfile    string
 }
 
 func serve(e *env, o serveOptions) error {
@@ -140,6 +158,13 @@ func serve(e *env, o serveOptions) error {
 	if err := o.attester.check(); err != nil {
 		return err
 	}
+	sp, err := snp.ParseSPProfile(o.spProfile)
+	if err != nil {
+		return usageErrorf("--sp-profile: %q is not a profile (want one of %s)", o.spProfile, strings.Join(snp.SPProfileNames(), ", "))
+	}
+	if !sp.IsZero() && !*o.attester.simulate {
+		return usageErrorf("--sp-profile models the simulated secure processor: it needs --simulate")
+	}
 	if o.mutual {
 		ver, err := o.verifier.verifier()
 		if err != nil {
@@ -152,6 +177,18 @@ func serve(e *env, o serveOptions) error {
 	att, simulated, err := o.attester.attester(e, log)
 	if err != nil {
 		return err
+	}
+	var measurement []byte
+	if sa, ok := att.(*snp.SimAttester); ok {
+		m := sa.Options().Measurement
+		measurement = m[:]
+	}
+	var spModel *snp.SPModel
+	if !sp.IsZero() {
+		if spModel, err = snp.NewSPModel(att, snp.SPModelOptions{Profile: sp}); err != nil {
+			return err
+		}
+		att = spModel
 	}
 	opts.Attester = att
 	srv, err := atls.NewServer(opts)
@@ -184,9 +221,11 @@ func serve(e *env, o serveOptions) error {
 		attrs = append(attrs, "static_fallback", o.fallback)
 	}
 	attrs = append(attrs, "mutual", o.mutual)
-	if sa, ok := att.(*snp.SimAttester); ok {
-		m := sa.Options().Measurement
-		attrs = append(attrs, "measurement", hex.EncodeToString(m[:]))
+	if measurement != nil {
+		attrs = append(attrs, "measurement", hex.EncodeToString(measurement))
+	}
+	if simulated {
+		attrs = append(attrs, "sp_profile", sp.String())
 	}
 	if simulated {
 		log.Warn("SIMULATED attestation: certificates carry evidence signed by a simulated AMD chain, not by SEV-SNP hardware")
@@ -216,8 +255,25 @@ func serve(e *env, o serveOptions) error {
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	if spModel != nil {
+		st := spModel.Stats()
+		log.Info("atls serve: simulated secure processor", "profile", sp.Name, "reports", st.Reports, "failed", st.Failed,
+			"throttled", st.Throttled, "throttle_wait", st.ThrottleWait.Round(time.Millisecond), "queue_wait", st.QueueWait.Round(time.Millisecond))
+	}
 	log.Info("atls serve: stopped")
 	return nil
+}
+
+// spProfilesHelp lists the secure-processor profiles, one per line.
+func spProfilesHelp(indent string) string {
+	var b strings.Builder
+	for i, p := range snp.SPProfiles() {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(indent + p.String())
+	}
+	return b.String()
 }
 
 // listenServer is a bound server, over TCP or QUIC, ready to serve.

@@ -81,7 +81,7 @@ func requireGetOneWay(t *testing.T, s *setup, url string, flags ...string) (atls
 	require.Equal(t, echoResponse{Method: "GET", Path: "/hello"}, echo)
 	require.Contains(t, r.stderr, "SIMULATED")
 	require.Contains(t, r.stderr, s.measurement)
-	require.Contains(t, r.stderr, "freshness          nonce")
+	require.Contains(t, r.stderr, "freshness          batch")
 
 	r = mustRun(t, exitOK, get("--policy", s.policy, "--roots", s.roots, "--show-attestation", "--json", url+"/")...)
 	var claims atls.Claims
@@ -135,7 +135,7 @@ func TestServeAndGet(t *testing.T) {
 	// verify and inspect talk to the server too.
 	r = mustRun(t, exitOK, "verify", "--policy", s.policy, "--roots", s.roots, srv.addr)
 	decodeJSON(t, r.stdout, &claims)
-	require.Equal(t, "nonce", claims.Mode.String())
+	require.Equal(t, "batch", claims.Mode.String()) // servers batch by default
 	r = mustRun(t, exitOK, "inspect", "--sim-dir", s.dir, srv.addr)
 	require.Contains(t, r.stdout, "static (bound to the key and validity only; no nonce)", "static fallback for a client without a nonce")
 	require.Contains(t, r.stdout, "SIMULATED")
