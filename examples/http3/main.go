@@ -8,7 +8,7 @@
 // verified claims from the request, and the client reads the server's from
 // the response. Everything is SIMULATED: the AMD root is a simulated one
 // that this example trusts explicitly. On a real guest the attesters come
-// from snp.NewAttester and the verifiers trust snp.AMDRoots().
+// from guest.NewAttester and the verifiers trust snp.AMDRoots().
 package main
 
 import (
@@ -90,6 +90,9 @@ func run(ctx context.Context, w io.Writer) error {
 	}
 	defer pc.Close()
 	served := make(chan error, 1)
+	// The QUIC handshake is bounded by its idle timeout (10 s in
+	// atlsquic); bound idle connections too.
+	h3.IdleTimeout = 2 * time.Minute
 	// Serve (or ListenAndServe), never ListenAndServeTLS: it would ignore
 	// the attested TLS configuration.
 	go func() { served <- h3.Serve(pc) }()

@@ -22,7 +22,7 @@ func TestRun(t *testing.T) {
 		"HTTP/3.0 200 OK",
 		"body: hello over HTTP/3.0, client VM " + attest.HexBytes(clientImage[:]).String()[:16],
 		"platform     amd-sev-snp (SIMULATED: not real hardware)",
-		"role / mode  server / nonce",
+		"role / mode  server / batch",
 		"measurement  " + attest.HexBytes(serverImage[:]).String(),
 	} {
 		if !strings.Contains(s, want) {

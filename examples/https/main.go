@@ -16,7 +16,7 @@
 // atls.VerifyCertificate.
 //
 // On real hardware, only the platform changes: the server uses
-// snp.NewAttester(snp.AttesterOptions{}) instead of the simulator, and
+// guest.NewAttester(guest.AttesterOptions{}) instead of the simulator, and
 // the client trusts snp.AMDRoots() instead of the simulated chain's roots
 // (and a policy file, see `atls policy init`).
 package main

@@ -18,7 +18,7 @@ func TestRun(t *testing.T) {
 	image := fmt.Sprintf("%x", sha512.Sum384([]byte("example https service v1")))
 	for _, want := range []string{
 		"200 OK: hello from inside the confidential VM",
-		"freshness    nonce",
+		"freshness    batch",
 		"freshness    static",
 		"measurement  " + image,
 		"(SIMULATED)",

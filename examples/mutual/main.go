@@ -15,7 +15,7 @@
 // A third VM running an unknown image, on the same (simulated) hardware,
 // is refused by both.
 //
-// On real hardware: snp.NewAttester instead of the simulator, and
+// On real hardware: guest.NewAttester instead of the simulator, and
 // snp.AMDRoots() instead of the simulated chain's roots.
 package main
 

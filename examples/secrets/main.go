@@ -50,8 +50,22 @@
 // happens before the request says which secret it wants, and a handshake
 // failure carries no reason.
 //
-// On real hardware: the broker and the clients use snp.NewAttester, and
-// every verifier trusts snp.AMDRoots() instead of the simulated roots.
+// # Keeping a released secret across restarts
+//
+// The disk unlocker needs its key at every boot, and the broker should not
+// have to be reachable (or asked) each time. Once released, the key is
+// sealed (package seal) to a file: encrypted under a key that the VM's
+// secure processor derives from the chip's VCEK and the VM's launch
+// measurement, guest policy, guest SVN (as a floor) and TCB (as a floor).
+// After a restart the same image on the same machine derives the same key
+// and unseals the disk key with the broker down; a VM launched from
+// another image, at a lower guest SVN, or after a firmware rollback
+// cannot, and the failure names the check (seal.measurement,
+// seal.guest_svn, seal.tcb).
+//
+// On real hardware: the broker and the clients use guest.NewAttester,
+// the unlocker seals with guest.NewKeyDeriver, and every verifier trusts
+// snp.AMDRoots() instead of the simulated roots.
 package main
 
 import (
@@ -70,6 +84,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -78,12 +93,20 @@ import (
 	"github.com/confidential-go/atls/atls"
 	"github.com/confidential-go/atls/atls/attest"
 	"github.com/confidential-go/atls/atls/snp"
+	"github.com/confidential-go/atls/atls/snp/seal"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, os.Stdout); err != nil {
+	dir, err := os.MkdirTemp("", "atls-secrets-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "secrets:", err)
+		os.Exit(1)
+	}
+	err = run(ctx, os.Stdout, dir)
+	os.RemoveAll(dir)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "secrets:", err)
 		os.Exit(1)
 	}
@@ -98,7 +121,16 @@ var (
 	// prodHostData is the HOST_DATA the production hypervisor sets at
 	// launch (for example a hash of the deployment's configuration).
 	prodHostData = sha256.Sum256([]byte("deployment: prod"))
+	// hostChip is the chip of the machine every client VM runs on.
+	hostChip = sha512.Sum512([]byte("the client host's chip"))
 )
+
+// diskKeySelection is what the unlocker's sealing key depends on: this
+// image, its guest policy, its guest SVN and the platform's TCB (both
+// floors, at their current values), on the chip's VCEK.
+var diskKeySelection = seal.Selection{
+	Fields: snp.FieldMeasurement | snp.FieldGuestPolicy | snp.FieldGuestSVN | snp.FieldTCBVersion,
+}
 
 // secretPolicies are the per-secret policies, as they would sit in the
 // broker's configuration: ordinary snp.Policy JSON.
@@ -214,7 +246,8 @@ func reply(w http.ResponseWriter, status int, body release) {
 	_ = json.NewEncoder(w).Encode(body)
 }
 
-func run(ctx context.Context, w io.Writer) error {
+// run plays the example; sealed secrets go to dir.
+func run(ctx context.Context, w io.Writer, dir string) error {
 	out := &syncWriter{w: w}
 	fmt.Fprintln(out, "Creating a simulated AMD chain (SIMULATED: not real hardware)...")
 	chain, err := snp.NewSimChain("Milan")
@@ -223,7 +256,7 @@ func run(ctx context.Context, w io.Writer) error {
 	}
 	roots := chain.Roots() // real hardware: snp.AMDRoots()
 	vm := func(image [48]byte, svn uint32, hostData [32]byte) (*snp.SimAttester, error) {
-		return snp.NewSimAttester(chain, snp.SimOptions{Measurement: image, GuestSVN: svn, HostData: hostData})
+		return snp.NewSimAttester(chain, snp.SimOptions{Measurement: image, GuestSVN: svn, HostData: hostData, ChipID: hostChip})
 	}
 
 	// The broker, in its own VM. Its log shows why handshakes fail.
@@ -251,6 +284,7 @@ func run(ctx context.Context, w io.Writer) error {
 		ErrorLog: slog.NewLogLogger(slog.DiscardHandler, slog.LevelError)}
 	go func() { _ = hs.ServeTLS(ln, "", "") }()
 	defer hs.Close()
+	sealed := filepath.Join(dir, "disk-key.sealed")
 	url := "https://" + ln.Addr().String() + "/v1/secrets/"
 	fmt.Fprintf(out, "Key broker at %s holds: disk-key (disk unlocker v2, prod host data, guest SVN >= 2), metrics-token (metrics agent v1)\n\n", url)
 
@@ -281,9 +315,9 @@ func run(ctx context.Context, w io.Writer) error {
 	}
 	for _, c := range clients {
 		opts := atls.ClientOptions{Verifier: brokerVerifier}
+		var att *snp.SimAttester
 		if c.attest {
-			att, err := vm(c.image, c.svn, c.host)
-			if err != nil {
+			if att, err = vm(c.image, c.svn, c.host); err != nil {
 				return err
 			}
 			opts.Attester = att
@@ -295,50 +329,89 @@ func run(ctx context.Context, w io.Writer) error {
 		hc := &http.Client{Transport: cli.Transport(), Timeout: 30 * time.Second}
 		fmt.Fprintf(out, "%s:\n", c.name)
 		for _, name := range []string{"disk-key", "metrics-token"} {
-			if err := fetch(ctx, out, hc, url, name); err != nil {
+			value, err := fetch(ctx, out, hc, url, name)
+			if err != nil {
 				return err
+			}
+			if value != nil && name == "disk-key" {
+				// The unlocker keeps its key, sealed to this VM.
+				blob, err := seal.Seal(ctx, att, diskKeySelection, value, []byte(name))
+				if err != nil {
+					return err
+				}
+				if err := os.WriteFile(sealed, blob, 0o600); err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "  %-14s sealed to %s (%d bytes)\n", name, filepath.Base(sealed), len(blob))
 			}
 		}
 		hc.CloseIdleConnections()
 	}
+
+	// A restart: the broker is gone, and VMs launched on the same host
+	// read the sealed disk key.
+	if err := hs.Close(); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\nThe key broker is down. VMs (re)launched on the same host read %s:\n", filepath.Base(sealed))
+	blob, err := os.ReadFile(sealed)
+	if err != nil {
+		return err
+	}
+	for _, c := range []client{
+		{"disk unlocker v2, prod, SVN 2, restarted", unlockerImage, 2, prodHostData, true},
+		{"disk unlocker v2, prod, SVN 1", unlockerImage, 1, prodHostData, true},
+		{"unknown image", unknownImage, 5, prodHostData, true},
+	} {
+		att, err := vm(c.image, c.svn, c.host)
+		if err != nil {
+			return err
+		}
+		value, err := seal.Unseal(ctx, att, blob, []byte("disk-key"))
+		if err != nil {
+			fmt.Fprintf(out, "  %-42s cannot unseal: check %s\n", c.name, attest.FailedCheck(err))
+			continue
+		}
+		fmt.Fprintf(out, "  %-42s unsealed disk-key: %d bytes (%x…)\n", c.name, len(value), value[:4])
+	}
 	return nil
 }
 
-// fetch asks for one secret and prints the outcome.
-func fetch(ctx context.Context, out io.Writer, hc *http.Client, url, name string) error {
+// fetch asks for one secret, prints the outcome and returns the secret if
+// it was released.
+func fetch(ctx context.Context, out io.Writer, hc *http.Client, url, name string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+name, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
 		var ce *atls.CheckError
 		if errors.As(err, &ce) {
-			return fmt.Errorf("the broker failed check %q: %w", ce.Check, ce)
+			return nil, fmt.Errorf("the broker failed check %q: %w", ce.Check, ce)
 		}
 		var oe *net.OpError
 		if errors.As(err, &oe) && oe.Op == "remote error" {
 			fmt.Fprintf(out, "  %-14s TLS handshake refused by the broker (%v)\n", name, oe.Err)
-			return nil
+			return nil, nil
 		}
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	var rel release
 	if err := json.NewDecoder(resp.Body).Decode(&rel); err != nil {
-		return fmt.Errorf("%s: %s: %w", name, resp.Status, err)
+		return nil, fmt.Errorf("%s: %s: %w", name, resp.Status, err)
 	}
-	switch resp.StatusCode {
-	case http.StatusOK:
-		key, err := base64.StdEncoding.DecodeString(rel.Secret)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(out, "  %-14s released: %d bytes (%x…)\n", name, len(key), key[:4])
-	default:
+	if resp.StatusCode != http.StatusOK {
 		fmt.Fprintf(out, "  %-14s %d %s: check %s: %s\n", name, resp.StatusCode, rel.Error, rel.Check, rel.Reason)
+		return nil, nil
 	}
-	return nil
+	key, err := base64.StdEncoding.DecodeString(rel.Secret)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, "  %-14s released: %d bytes (%x…)\n", name, len(key), key[:4])
+	return key, nil
 }
 
 // prefixWriter writes each log line with a prefix.
