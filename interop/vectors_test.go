@@ -14,12 +14,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"testing"
 	"time"
 
 	"github.com/confidential-go/atls/atls"
 	"github.com/confidential-go/atls/atls/attest"
+	"github.com/confidential-go/atls/atls/snp"
 	"github.com/confidential-go/atls/interop/internal/vectors"
 	"github.com/stretchr/testify/require"
 )
@@ -262,4 +264,109 @@ func throwawayCert(t *testing.T) tls.Certificate {
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	require.NoError(t, err)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// TestVectorsMerkleTree checks the generator's RFC 9162 tree, built from
+// the recursive definition, against the verifier in package attest: for
+// every leaf of trees of 1 to 70 leaves (and a few larger), the inclusion
+// path has the length the verifier demands and leads to the tree hash,
+// and a path with one bit flipped does not.
+func TestVectorsMerkleTree(t *testing.T) {
+	sizes := []int{}
+	for n := 1; n <= 70; n++ {
+		sizes = append(sizes, n)
+	}
+	sizes = append(sizes, 127, 128, 129, 1000)
+	for _, n := range sizes {
+		leaves := make([][attest.ReportDataSize]byte, n)
+		for i := range leaves {
+			_, err := rand.Read(leaves[i][:])
+			require.NoError(t, err)
+		}
+		root := vectors.MerkleTreeHash(leaves)
+		for m := range n {
+			p := attest.BatchProof{Index: uint32(m), Size: uint32(n), Path: vectors.InclusionPath(m, leaves)}
+			parsed, err := attest.ParseBatchProof(p.Marshal())
+			require.NoError(t, err, "leaf %d of %d", m, n)
+			got, err := parsed.Root(leaves[m])
+			require.NoError(t, err)
+			require.Equal(t, root, got, "leaf %d of %d", m, n)
+			if len(p.Path) > 0 {
+				j := m % len(p.Path)
+				p.Path[j][m%32] ^= 0x80
+				got, err = p.Root(leaves[m])
+				require.NoError(t, err)
+				require.NotEqual(t, root, got, "leaf %d of %d, sibling %d flipped", m, n, j)
+			} else {
+				require.Equal(t, 1, n)
+			}
+		}
+	}
+}
+
+// TestVectorsBatchSharedReport checks what the two valid certificates of
+// batch A show: one report, two keys, two proofs, and each certificate
+// valid with its own nonce only.
+func TestVectorsBatchSharedReport(t *testing.T) {
+	m := loadManifest(t)
+	var loaded []*vectors.Loaded
+	for _, name := range []string{"server-batch-p256", "server-batch-p384-same-report"} {
+		i := slices.IndexFunc(m.Vectors, func(v vectors.Vector) bool { return v.Name == name })
+		require.GreaterOrEqual(t, i, 0, "vector %s. %s", name, regenerate)
+		require.True(t, m.Vectors[i].Valid)
+		loaded = append(loaded, loadVector(t, m.Vectors[i]))
+	}
+	var reports [][]byte
+	var proofs []*attest.BatchProof
+	for _, l := range loaded {
+		ev, err := attest.FromCertificate(l.Cert.Leaf)
+		require.NoError(t, err)
+		reports = append(reports, ev.Records[snp.ReportLabel].Value)
+		p, err := attest.ParseBatchProof(ev.Records[attest.BatchRecordLabel].Value)
+		require.NoError(t, err)
+		proofs = append(proofs, p)
+	}
+	require.Equal(t, reports[0], reports[1], "one report for both")
+	require.NotEqual(t, loaded[0].Cert.Leaf.RawSubjectPublicKeyInfo, loaded[1].Cert.Leaf.RawSubjectPublicKeyInfo)
+	require.Equal(t, uint32(17), proofs[0].Size)
+	require.Equal(t, proofs[0].Size, proofs[1].Size)
+	require.NotEqual(t, proofs[0].Index, proofs[1].Index)
+
+	for i, l := range loaded {
+		ver, err := vectors.NewVerifier(vectorsDir, m, l.Time)
+		require.NoError(t, err)
+		for j, other := range loaded {
+			e, err := l.Expectation()
+			require.NoError(t, err)
+			e.Nonce = other.NonceBytes
+			_, err = vectors.VerifyCertificate(context.Background(), ver, l.Cert.Leaf, e)
+			if i == j {
+				require.NoError(t, err, "%s with its own nonce", l.Name)
+			} else {
+				require.Equal(t, "snp.report_data", attest.FailedCheck(err), "%s with the nonce of %s: %v", l.Name, other.Name, err)
+			}
+		}
+	}
+}
+
+// TestVectorsCoverBatch requires vectors for every check of SPEC.md
+// section 4.1 and valid batched certificates of both roles.
+func TestVectorsCoverBatch(t *testing.T) {
+	m := loadManifest(t)
+	checks := map[string]bool{}
+	roles := map[string]bool{}
+	for _, v := range m.Vectors {
+		if v.Mode != attest.ModeBatch.String() {
+			continue
+		}
+		if v.Valid {
+			roles[v.Role] = true
+		} else {
+			checks[v.Check] = true
+		}
+	}
+	for _, c := range []string{"batch.proof", "batch.size", "batch.index", "batch.path", "snp.report_data"} {
+		require.True(t, checks[c], "no invalid batched vector fails %s. %s", c, regenerate)
+	}
+	require.Equal(t, map[string]bool{"server": true, "client": true}, roles, "valid batched vectors. "+regenerate)
 }

@@ -3,24 +3,34 @@
 
 Written from interop/SPEC.md alone, to show that the format can be
 implemented without the Go code: it decodes the id-pe-cmw extension of a
-certificate, recomputes REPORT_DATA, and checks an AMD SEV-SNP attestation
+certificate, recomputes REPORT_DATA (in batch mode through the certificate's
+Merkle inclusion proof, SPEC section 4.1), and checks an AMD SEV-SNP attestation
 report, its VCEK -> ASK -> ARK chain against pinned roots, its signature and
 a small policy. It needs Python 3.9+ and the 'cryptography' package (38 or
 later; Debian's python3-cryptography).
 
 Usage:
 
-  atls_verify.py --roots ROOTS.pem (--cert CERT | --connect HOST:PORT)
+  atls_verify.py --roots ROOTS.pem (--cert CERT | --connect HOST:PORT |
+                  --bound-frame FRAME --exporter HEX [--peer-cert CERT])
                  --role server|client [--nonce HEX] [--mode-allow-static]
                  [--max-age SECONDS] (--measurement HEX ... | --any-measurement)
                  [--now RFC3339] [--simulated]
 
 --role is the role the peer must have attested as: "server" when checking
 a server's certificate, "client" for a client's. --nonce is the nonce this
-side sent (64 hex digits); without it, only static evidence can pass, and
-only with --mode-allow-static. With --connect the verifier makes a TLS 1.3
+side sent (64 hex digits); nonce-bound evidence (mode nonce or batch)
+needs it; without it, only static evidence can pass, and only with
+--mode-allow-static. With --connect the verifier makes a TLS 1.3
 connection itself, offers a nonce in ALPN (SPEC section 5; --nonce chooses
 it, otherwise it is random) and checks the certificate the server sends.
+
+With --bound-frame it checks a recorded session-bound evidence frame (SPEC
+section 9): --exporter is the exporter of the connection for the sender's
+role label (the receiver's own TLS stack computes it; a recorded frame
+needs it as an input), --peer-cert the certificate the sender presented,
+--role the sender's role, and --nonce the nonce of a re-attestation
+request (none for the first exchange).
 
 On success it prints the verified claims as JSON and exits 0. On failure it
 prints one line, "FAIL <check>: <reason>", and exits 1; the check names are
@@ -65,12 +75,25 @@ BINDING_LABEL, BINDING_MT = "binding", "application/vnd.atls.binding+json"
 REPORT_LABEL, REPORT_MT = "snp-report", "application/vnd.atls.snp-report"
 VCEK_LABEL, VCEK_MT = "vcek", "application/pkix-cert"
 CRL_LABEL, CRL_MT = "ask-crl", "application/pkix-crl"
+BATCH_LABEL, BATCH_MT = "batch-proof", "application/vnd.atls.batch-proof"
 MAX_CERT, MAX_CRL = 8192, 16384
-SNP_MEDIA_TYPES = {BINDING_LABEL: BINDING_MT, REPORT_LABEL: REPORT_MT, VCEK_LABEL: VCEK_MT, CRL_LABEL: CRL_MT}
+SNP_MEDIA_TYPES = {BINDING_LABEL: BINDING_MT, REPORT_LABEL: REPORT_MT, VCEK_LABEL: VCEK_MT, CRL_LABEL: CRL_MT,
+                   BATCH_LABEL: BATCH_MT}
 
 BINDING_TAG = b"ATLS-SNP-V1"
 ROLE_BYTE = {"server": b"S", "client": b"C"}
-MODE_BYTE = {"static": b"\x00", "nonce": b"\x01"}
+MODE_BYTE = {"static": b"\x00", "nonce": b"\x01", "batch": b"\x02", "bound": b"\x03"}
+NONCE_MODES = ("nonce", "batch")
+
+# Session-bound evidence (SPEC section 9).
+BOUND_TAG = b"ATLS-SNP-V1-BOUND"
+FRAME_EVIDENCE, FRAME_NO_EVIDENCE, FRAME_REATTEST = 0x01, 0x02, 0x03
+MAX_FRAME = 98304
+
+# Batched evidence (SPEC section 4.1).
+BATCH_TAG = b"ATLS-SNP-V1-BATCH"
+BATCH_PROOF_VERSION = 1
+MAX_BATCH_SIZE = 1 << 16
 NONCE_PREFIX = "atls-nonce-v1:"
 DEFAULT_MAX_AGE = 2 * 3600
 
@@ -102,8 +125,6 @@ KDS = {
 OID_AKI = "2.5.29.35"
 # Byte position of each SPL in a TCB_VERSION (little-endian u64).
 TCB_BYTES = ("bl_spl", "tee_spl", "spl4", "spl5", "spl6", "spl7", "snp_spl", "ucode_spl")
-VCEK_PRODUCT_NAMES = {"Milan-B0": "Milan", "Milan-B1": "Milan", "Genoa-B0": "Genoa",
-                      "Genoa-B1": "Genoa", "Genoa-B2": "Genoa", "Turin-B0": "Turin", "Turin-B1": "Turin"}
 
 OID_RSASSA_PSS = "1.2.840.113549.1.1.10"
 OID_MGF1 = "1.2.840.113549.1.1.8"
@@ -531,11 +552,12 @@ def encode_collection(ctype, records):
 # --- SPEC section 4: REPORT_DATA -------------------------------------------
 
 def report_data(spki_der, role, mode, nonce, not_before, not_after):
+    """The section-4 derivation; in batch mode, the certificate's leaf."""
     if not_before < 0 or not_after < 0 or not_after < not_before:
         raise Fail("binding", "invalid validity [%d, %d]" % (not_before, not_after))
-    if mode == "nonce":
+    if mode in NONCE_MODES:
         if nonce is None or nonce == bytes(32):
-            raise Fail("binding", "nonce mode needs a non-zero nonce")
+            raise Fail("binding", "%s mode needs a non-zero nonce" % mode)
         freshness = nonce
     else:
         freshness = bytes(32)
@@ -543,6 +565,99 @@ def report_data(spki_der, role, mode, nonce, not_before, not_after):
                 + freshness + struct.pack(">QQ", not_before, not_after))
     assert len(preimage) == 93
     return hashlib.sha512(preimage).digest()
+
+
+# --- SPEC section 4.1: batched evidence -------------------------------------
+
+def leaf_hash(leaf):
+    """RFC 9162 leaf hash of a 64-byte leaf value."""
+    return hashlib.sha256(b"\x00" + leaf).digest()
+
+
+def node_hash(left, right):
+    """RFC 9162 interior node hash."""
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def batch_path_length(index, size):
+    """The number of siblings the algorithm of RFC 9162 section 2.1.3.2
+    consumes for a leaf index in a tree of size leaves (index < size)."""
+    fn, sn, k = index, size - 1, 0
+    while sn > 0:
+        if fn & 1 or fn == sn:
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        fn >>= 1
+        sn >>= 1
+        k += 1
+    return k
+
+
+def parse_batch_proof(value):
+    """Decodes a batch-proof record strictly: returns (index, size, path)."""
+    if len(value) < 9 or (len(value) - 9) % 32:
+        raise Fail("batch.proof", "proof record of %d bytes is not 9 + 32k bytes" % len(value))
+    if value[0] != BATCH_PROOF_VERSION:
+        raise Fail("batch.proof", "unknown proof version %d (want %d)" % (value[0], BATCH_PROOF_VERSION))
+    index, size = struct.unpack_from(">II", value, 1)
+    if not 1 <= size <= MAX_BATCH_SIZE:
+        raise Fail("batch.size", "tree size %d is not between 1 and %d" % (size, MAX_BATCH_SIZE))
+    if index >= size:
+        raise Fail("batch.index", "leaf index %d is not below the tree size %d" % (index, size))
+    k = (len(value) - 9) // 32
+    want = batch_path_length(index, size)
+    if k != want:
+        raise Fail("batch.path", "path of %d siblings for leaf %d of %d, want %d" % (k, index, size, want))
+    return index, size, [value[9 + 32 * i:9 + 32 * (i + 1)] for i in range(k)]
+
+
+def batch_root(index, size, path, leaf):
+    """The root that the inclusion proof (index, size, path) gives for a
+    leaf value: RFC 9162 section 2.1.3.2. The path length must already be
+    the one batch_path_length gives."""
+    fn, sn, r = index, size - 1, leaf_hash(leaf)
+    for p in path:
+        if sn == 0:
+            raise Fail("batch.path", "path too long")
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise Fail("batch.path", "path too short")
+    return r
+
+
+def batch_report_data(size, root):
+    """The REPORT_DATA of a batch report: SHA-512 of the batch label, the
+    tree size (8 bytes, big-endian) and the root."""
+    preimage = BATCH_TAG + struct.pack(">Q", size) + root
+    assert len(preimage) == 57
+    return hashlib.sha512(preimage).digest()
+
+
+def expected_report_data(records, mode, leaf):
+    """Step 6 after the section-4 value: in batch mode the batch
+    REPORT_DATA of the root the proof record gives for the leaf; otherwise
+    the value itself, with no proof record allowed."""
+    proof = records.get(BATCH_LABEL)
+    if mode != "batch":
+        if proof is not None:
+            raise Fail("batch.proof", "a batch proof in %s-mode evidence" % mode)
+        return leaf
+    if proof is None:
+        raise Fail("batch.proof", "batch-mode evidence without a %r record" % BATCH_LABEL)
+    mt, value = proof
+    if mt != BATCH_MT:
+        raise Fail("batch.proof", "record %r has media type %r, want %r" % (BATCH_LABEL, mt, BATCH_MT))
+    index, size, path = parse_batch_proof(value)
+    return batch_report_data(size, batch_root(index, size, path, leaf))
 
 
 # --- The attestation report ------------------------------------------------
@@ -639,18 +754,24 @@ def parse_signer_cert(der, signer):
 
 
 def report_product(r, version, exts, signer):
+    # The product line is the one the signing certificate names (its
+    # chain to that line's ARK is checked next); the CPUID of a version 3+
+    # report must agree with it. The stepping ("Milan-B0") is not compared.
+    name = exts["product_name"]
+    line = name.split("-", 1)[0]
+    if line not in ("Milan", "Genoa", "Turin"):
+        raise Fail("snp.vcek.product", "the %s certificate is for product %r, which is no known product line" % (signer, name))
     if version >= 3:
         fam, model = r[0x188], r[0x189]
-        line = {(0x19, 0x01): "Milan", (0x19, 0x11): "Genoa", (0x1A, 0x02): "Turin"}.get((fam, model))
-        if line is None:
-            raise Fail("snp.product", "CPUID family 0x%02x model 0x%02x is not a known SEV-SNP product" % (fam, model))
-    else:
-        name = exts["product_name"]
-        line = VCEK_PRODUCT_NAMES.get(name) if signer == "VCEK" else name
-        if line not in ("Milan", "Genoa", "Turin"):
-            raise Fail("snp.product", "%s certificate product name %r is unknown" % (signer, name))
+        family_lines = {0x19: ("Milan", "Genoa"), 0x1A: ("Turin",)}.get(fam)
+        if family_lines is None:
+            raise Fail("snp.product", "CPUID family 0x%02x (model 0x%02x) is not a known SEV-SNP processor family" % (fam, model))
+        cpu_line = {(0x19, 0x01): "Milan", (0x19, 0x11): "Genoa", (0x1A, 0x02): "Turin"}.get((fam, model))
+        if (cpu_line is not None and cpu_line != line) or line not in family_lines:
+            raise Fail("snp.vcek.product", "the %s certificate is for product %r, but the report comes from a CPUID family 0x%02x model 0x%02x part"
+                       % (signer, name, fam, model))
     if line not in ("Milan", "Genoa"):
-        raise Fail("snp.product", "product line %s is not supported (only Milan and Genoa)" % line)
+        raise Fail("snp.product", "product line %s is not supported by this verifier (only Milan and Genoa)" % line)
     return line
 
 
@@ -827,7 +948,9 @@ def verify(cert_der, opts):
     # 5. Binding parameters.
     if role != opts["role"]:
         raise Fail("binding.role", "evidence was made for a %s, expected a %s" % (role, opts["role"]))
-    if mode == "nonce":
+    if mode == "bound":
+        raise Fail("binding.freshness", "session-bound evidence in a certificate")
+    if mode in NONCE_MODES:
         if opts["nonce"] is None:
             raise Fail("binding.nonce", "evidence is bound to a nonce, but this side sent none")
     else:
@@ -837,8 +960,9 @@ def verify(cert_der, opts):
         if age > opts["max_age"]:
             raise Fail("binding.max_age", "static evidence is %ds old, more than the maximum %ds" % (age, opts["max_age"]))
 
-    # 6. Expected REPORT_DATA.
-    expected = report_data(raw_spki(cert), role, mode, opts["nonce"], unix(nb), unix(na))
+    # 6. Expected REPORT_DATA (in batch mode, via the leaf and its proof).
+    leaf = report_data(raw_spki(cert), role, mode, opts["nonce"], unix(nb), unix(na))
+    expected = expected_report_data(records, mode, leaf)
 
     snp = verify_report(report, vcek_der, crl_der, expected, opts)
     return {
@@ -899,7 +1023,7 @@ def verify_report(report, vcek_der, crl_der, expected, opts):
 
     h = lambda lo, hi: report[lo:hi].hex()  # noqa: E731
     version_str = lambda off: "%d.%d.%d" % (report[off + 2], report[off + 1], report[off])  # noqa: E731
-    return {
+    claims = {
         "report_version": version,
         "product": product,
         "signer": signer,
@@ -923,6 +1047,84 @@ def verify_report(report, vcek_der, crl_der, expected, opts):
         "cert_tcb": exts["tcb"],
         "current_version": version_str(0x1E8),
         "committed_version": version_str(0x1EC),
+    }
+    # Mitigation vectors (version 5 and later), left out when zero.
+    for name, off in (("launch_mit_vector", 0x1F8), ("current_mit_vector", 0x200)):
+        if version >= 5 and u64(report, off):
+            claims[name] = u64(report, off)
+    return claims
+
+
+# --- SPEC section 9: session-bound evidence --------------------------------
+
+def bound_report_data(role, exporter, leaf_der, nonce):
+    """The section-9.2 derivation. leaf_der is the DER certificate the
+    sender presented, or None; nonce is None for the first exchange."""
+    if len(exporter) != 32 or exporter == bytes(32):
+        raise Fail("binding", "the exporter must be 32 bytes, not all zeros")
+    leaf = hashlib.sha256(leaf_der).digest() if leaf_der is not None else bytes(32)
+    nonce = nonce if nonce is not None else bytes(32)
+    preimage = BOUND_TAG + ROLE_BYTE[role] + MODE_BYTE["bound"] + exporter + leaf + nonce
+    assert len(preimage) == 115
+    return hashlib.sha512(preimage).digest()
+
+
+def read_frame(data):
+    """One frame (section 9.3) from the start of data: (type, payload)."""
+    if len(data) == 0:
+        raise Fail("bound.missing", "no frame: the peer sent nothing")
+    if len(data) < 4:
+        raise Fail("bound.frame", "truncated frame header")
+    typ, n = data[0], int.from_bytes(data[1:4], "big")
+    if typ == FRAME_EVIDENCE:
+        pass
+    elif typ == FRAME_NO_EVIDENCE:
+        if n != 0:
+            raise Fail("bound.frame", "a no-evidence frame with a %d-byte payload" % n)
+    elif typ == FRAME_REATTEST:
+        if n != 32:
+            raise Fail("bound.frame", "a re-attestation request with a %d-byte payload" % n)
+    else:
+        raise Fail("bound.frame", "unknown frame type 0x%02x" % typ)
+    if n > MAX_FRAME:
+        raise Fail("bound.frame_size", "a %d-byte frame, over the %d-byte limit" % (n, MAX_FRAME))
+    if len(data) < 4 + n:
+        raise Fail("bound.frame", "truncated frame payload")
+    return typ, data[4:4 + n]
+
+
+def verify_bound(frame, opts):
+    """Verifies the first frame of a peer (SPEC section 9.4) or its answer
+    to a re-attestation request (opts["nonce"] set): returns the claims or
+    raises Fail. opts needs "role" (the sender's), "exporter" (the value of
+    the sender's label, which the receiver computes from its TLS state),
+    "peer_cert" (the DER certificate the sender presented, or None), and
+    what verify_report needs."""
+    typ, payload = read_frame(frame)
+    if typ == FRAME_REATTEST:
+        raise Fail("bound.frame", "a re-attestation request where evidence was expected")
+    if typ == FRAME_NO_EVIDENCE:
+        raise Fail("bound.missing", "the peer sent no evidence")
+    ctype, records = parse_collection(payload)
+    role, mode = parse_binding(records)
+    report, vcek_der, crl_der = parse_snp_evidence(ctype, records)
+    if role != opts["role"]:
+        raise Fail("binding.role", "evidence was made for a %s, expected a %s" % (role, opts["role"]))
+    if mode != "bound":
+        raise Fail("bound.mode", "%s-mode evidence where session-bound evidence is required" % mode)
+    leaf = bound_report_data(role, opts["exporter"], opts["peer_cert"], opts["nonce"])
+    # A batch proof, when present, leads from the leaf to the report's root.
+    expected = expected_report_data(records, "batch" if BATCH_LABEL in records else "bound", leaf)
+    snp = verify_report(report, vcek_der, crl_der, expected, opts)
+    return {
+        "platform": "amd-sev-snp",
+        "simulated": opts["simulated"],
+        "role": role,
+        "mode": mode,
+        "valid_until": rfc3339(valid_until(vcek_der, crl_der)),
+        "report_data": report[0x50:0x90].hex(),
+        "evidence_digest": hashlib.sha256(encode_collection(ctype, records)).hexdigest(),
+        "snp": snp,
     }
 
 
@@ -988,6 +1190,9 @@ def main(argv=None):
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--cert", help="the attested certificate, PEM or DER")
     src.add_argument("--connect", metavar="HOST:PORT", help="fetch the certificate from a TLS 1.3 server")
+    src.add_argument("--bound-frame", metavar="FILE", help="a recorded session-bound evidence frame (SPEC section 9)")
+    p.add_argument("--exporter", help="with --bound-frame: the connection's exporter for the sender's label, 64 hex digits")
+    p.add_argument("--peer-cert", help="with --bound-frame: the certificate the sender presented, PEM or DER (none if absent)")
     p.add_argument("--role", required=True, choices=("server", "client"), help="the role the peer must have attested as")
     p.add_argument("--nonce", help="the nonce this side sent, 64 hex digits")
     p.add_argument("--mode-allow-static", action="store_true", help="accept static (nonce-less) evidence")
@@ -1009,8 +1214,16 @@ def main(argv=None):
             nonce = secrets.token_bytes(32)
         opts = {"roots": roots, "role": args.role, "nonce": nonce, "allow_static": args.mode_allow_static,
                 "max_age": args.max_age, "measurements": measurements, "now": now, "simulated": args.simulated}
-        der = fetch_certificate(args.connect, nonce) if args.connect else read_certificate(args.cert)
-        claims = verify(der, opts)
+        if args.bound_frame:
+            if not args.exporter:
+                raise ConfigError("--bound-frame needs --exporter")
+            opts["exporter"] = parse_hex(args.exporter, 32, "--exporter")
+            opts["peer_cert"] = read_certificate(args.peer_cert) if args.peer_cert else None
+            with open(args.bound_frame, "rb") as f:
+                claims = verify_bound(f.read(), opts)
+        else:
+            der = fetch_certificate(args.connect, nonce) if args.connect else read_certificate(args.cert)
+            claims = verify(der, opts)
     except Fail as exc:
         print("FAIL %s: %s" % (exc.check, exc.reason))
         return 1

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"sort"
@@ -74,6 +75,12 @@ func Fingerprint(certPEM []byte) (string, error) {
 			line("  subject %s issuer %s serial %v", c.Subject, c.Issuer, c.SerialNumber)
 			for _, e := range c.Extensions {
 				line("  extension %v %s", e.Id, hex.EncodeToString(e.Value))
+			}
+		case attest.BatchRecordLabel:
+			// Version, index, size and path length; the siblings derive
+			// from keys. Decoded without checks: some vectors break them.
+			if v := r.Value; len(v) >= 9 {
+				line("  version %d index %d size %d, %d bytes of path", v[0], binary.BigEndian.Uint32(v[1:5]), binary.BigEndian.Uint32(v[5:9]), len(v)-9)
 			}
 		case snp.CRLLabel:
 			c, err := x509.ParseRevocationList(r.Value)

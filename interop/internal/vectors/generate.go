@@ -79,6 +79,7 @@ const (
 	sameNonce  verifierNonce = iota // the one the certificate was made for
 	otherNonce                      // another one
 	noNonce                         // none
+	nonceOf                         // the one of the vector named by spec.nonceOf
 )
 
 // spec describes one vector.
@@ -90,20 +91,59 @@ type spec struct {
 	key        certgen.KeyType
 	validity   time.Duration
 	attester   attest.Attester
+	// batch, if set, issued the certificate (mode batch) in one batch
+	// with others; key and validity are then the batch's.
+	batch *batchGroup
 	// post turns the issued certificate into the vector's.
 	post         func(*tls.Certificate) (*tls.Certificate, error)
 	nonce        verifierNonce
+	nonceOf      string // with nonce == nonceOf
 	acceptStatic bool
 	at           time.Duration // verification time after Base
 	check        string        // "" for a valid vector
 }
 
 type generator struct {
-	chain  *snp.SimChain
-	arkKey *rsa.PrivateKey
-	roots  *snp.Roots
-	policy Policy
-	log    io.Writer
+	chain   *snp.SimChain
+	arkKey  *rsa.PrivateKey
+	roots   *snp.Roots
+	policy  Policy
+	log     io.Writer
+	batches []*batchGroup
+}
+
+// batch registers a batch of the named members, in tree order, whose
+// report inner makes. Members that are vectors are made for their spec's
+// role and key; the others are server certificates with the default key.
+func (g *generator) batch(inner attest.Attester, members ...string) *batchGroup {
+	b := &batchGroup{inner: inner, members: members}
+	g.batches = append(g.batches, b)
+	return b
+}
+
+// issueBatches issues the certificates of every registered batch.
+func (g *generator) issueBatches(ctx context.Context, specs []spec) error {
+	byName := map[string]spec{}
+	for _, s := range specs {
+		byName[s.name] = s
+	}
+	member := func(name string) batchMember {
+		if s, ok := byName[name]; ok {
+			return batchMember{role: s.role, key: s.key}
+		}
+		return batchMember{role: attest.RoleServer}
+	}
+	for _, b := range g.batches {
+		if err := b.issue(ctx, member); err != nil {
+			return fmt.Errorf("batch %v: %w", b.members, err)
+		}
+	}
+	for _, s := range specs {
+		if s.batch != nil && s.mode != attest.ModeBatch {
+			return fmt.Errorf("vector %s: issued in a batch, but mode %v", s.name, s.mode)
+		}
+	}
+	return nil
 }
 
 // Generate writes the vectors to opts.Out.
@@ -150,6 +190,9 @@ func Generate(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	if err := g.issueBatches(ctx, specs); err != nil {
+		return err
+	}
 	m := &Manifest{
 		Format: Format,
 		Description: "Test vectors of the atls evidence format: attested certificates under a simulated AMD SEV-SNP chain, " +
@@ -178,7 +221,7 @@ func Generate(ctx context.Context, opts Options) error {
 		if !v.Valid {
 			outcome = "fails " + v.Check
 		}
-		fmt.Fprintf(log, "genvectors: %-26s %s\n", v.Name, outcome)
+		fmt.Fprintf(log, "genvectors: %-30s %s\n", v.Name, outcome)
 	}
 	mj, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
@@ -408,7 +451,7 @@ func (g *generator) specs() ([]spec, error) {
 
 	S, C := attest.RoleServer, attest.RoleClient
 	N, St := attest.ModeNonce, attest.ModeStatic
-	return []spec{
+	return append([]spec{
 		// Valid.
 		{name: "server-nonce-p256", desc: "A server certificate bound to the client's nonce; ECDSA P-256 key, report version 3.",
 			role: S, mode: N, key: certgen.ECDSAP256, attester: v3},
@@ -467,7 +510,7 @@ func (g *generator) specs() ([]spec, error) {
 			role: S, mode: N, attester: vmpl1, check: "policy.vmpl"},
 		{name: "wrong-measurement", desc: "The guest's measurement is not in the policy's allowlist.",
 			role: C, mode: N, attester: other, check: "policy.measurement"},
-	}, nil
+	}, g.batchSpecs(v3)...), nil
 }
 
 // critical reissues c with its id-pe-cmw extension marked critical.
@@ -578,21 +621,30 @@ func (g *generator) make(ctx context.Context, s spec) (Vector, []byte, []byte, e
 	case otherNonce:
 		n := NonceFor(s.name + " (verifier)")
 		vn = &n
+	case nonceOf:
+		n := NonceFor(s.nonceOf)
+		vn = &n
 	}
 	if vn != nil {
 		v.Nonce = hex.EncodeToString(vn[:])
 	}
 
-	cert, err := certgen.Issue(ctx, certgen.Request{
-		Attester: s.attester,
-		Role:     s.role,
-		Mode:     s.mode,
-		Nonce:    certNonce,
-		KeyType:  s.key,
-		Validity: s.validity,
-		// certgen backdates notBefore by a minute.
-		Now: func() time.Time { return Base.Add(time.Minute) },
-	})
+	var cert *tls.Certificate
+	var err error
+	if s.batch != nil {
+		cert, err = s.batch.cert(s.name)
+	} else {
+		cert, err = certgen.Issue(ctx, certgen.Request{
+			Attester: s.attester,
+			Role:     s.role,
+			Mode:     s.mode,
+			Nonce:    certNonce,
+			KeyType:  s.key,
+			Validity: s.validity,
+			// certgen backdates notBefore by a minute.
+			Now: func() time.Time { return Base.Add(time.Minute) },
+		})
+	}
 	if err != nil {
 		return v, nil, nil, err
 	}

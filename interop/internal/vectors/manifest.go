@@ -76,9 +76,9 @@ type Vector struct {
 	// TLS client verifying a server, "client" for a server verifying a
 	// client.
 	Role string `json:"role"`
-	// Mode is the freshness mode the certificate was made for ("nonce"
-	// or "static"), for information: a verifier reads it from the
-	// binding record.
+	// Mode is the freshness mode the certificate was made for ("nonce",
+	// "static" or "batch"), for information: a verifier reads it from
+	// the binding record (which some invalid vectors change).
 	Mode string `json:"mode"`
 	// Nonce is the nonce the verifier sent, 64 hex digits, or "" if it
 	// sent none.

@@ -65,19 +65,22 @@ func VerifyCertificate(ctx context.Context, v attest.Verifier, leaf *x509.Certif
 	return res, err
 }
 
-// reachedStep6 reports whether a failed check comes at or after step 6 of
-// SPEC.md section 6, that is, after the expected REPORT_DATA is known.
+// reachedStep6 reports whether a failed check comes after step 6 of
+// SPEC.md section 6, that is, after the expected REPORT_DATA is known (a
+// batch.* check fails within step 6).
 func reachedStep6(check string) bool {
 	switch {
 	case check == "certificate.validity", check == "binding", strings.HasPrefix(check, "evidence."),
-		strings.HasPrefix(check, "binding."), strings.HasPrefix(check, "tls."), strings.HasPrefix(check, "nonce."):
+		strings.HasPrefix(check, "binding."), strings.HasPrefix(check, "tls."), strings.HasPrefix(check, "nonce."),
+		strings.HasPrefix(check, "batch."):
 		return false
 	}
 	return true
 }
 
-// expectedReportData recomputes the binding of leaf for the expectation,
-// or returns nil when the evidence cannot be read.
+// expectedReportData recomputes the REPORT_DATA that leaf's report must
+// carry for the expectation (in batch mode through its proof record), or
+// returns nil when the evidence or the proof cannot be read.
 func expectedReportData(leaf *x509.Certificate, e Expectation) *[attest.ReportDataSize]byte {
 	ev, err := attest.FromCertificate(leaf)
 	if err != nil {
@@ -88,11 +91,10 @@ func expectedReportData(leaf *x509.Certificate, e Expectation) *[attest.ReportDa
 		return nil
 	}
 	var n [attest.NonceSize]byte
-	if params.Mode == attest.ModeNonce && e.Nonce != nil {
-		n = *e.Nonce
+	if e.Nonce != nil {
+		n = *e.Nonce // BindingForCertificate drops it in static mode
 	}
-	b := attest.BindingForCertificate(leaf, params.Role, params.Mode, n)
-	rd, err := b.ReportData()
+	rd, err := attest.ExpectedReportData(ev, attest.BindingForCertificate(leaf, params.Role, params.Mode, n))
 	if err != nil {
 		return nil
 	}
