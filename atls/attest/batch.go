@@ -292,6 +292,15 @@ type BatcherOptions struct {
 	// detached from the cancellation of any single requester. 0 means no
 	// bound beyond the wrapped attester's own.
 	AttestTimeout time.Duration
+	// MinInterval is the least time between the starts of two reports;
+	// requests that arrive meanwhile join the next batch. Set it to the
+	// host's sustained report period where the host throttles reports
+	// (for example one second on a host that allows one report per
+	// second): a batch then waits for the throttle while it can still
+	// grow, instead of waiting for it inside the device with its leaves
+	// sealed, which would make a request that arrives just after it wait
+	// for two throttle periods. 0 means none.
+	MinInterval time.Duration
 }
 
 // Batcher is an Attester: Attest(ctx, leaf) returns evidence whose report
@@ -307,12 +316,14 @@ type Batcher struct {
 	maxWait    time.Duration
 	maxPending int
 	timeout    time.Duration
+	interval   time.Duration
 	reports    atomic.Uint64
 
 	mu       sync.Mutex
 	queue    []*batchRequest // admitted, not yet dispatched, in arrival order
 	admitted int             // requests holding a slot: queued or in flight
 	running  bool            // a dispatcher goroutine exists
+	last     time.Time       // when the last report was started
 	wake     chan struct{}   // wakes a gathering dispatcher: batch full, or a request dropped
 }
 
@@ -341,8 +352,8 @@ func NewBatcher(a Attester, opts BatcherOptions) (*Batcher, error) {
 	if opts.MaxSize < 0 || opts.MaxSize > MaxBatchSize {
 		return bad("MaxSize %d, want 0..%d", opts.MaxSize, MaxBatchSize)
 	}
-	if opts.MaxWait < 0 || opts.MaxPending < 0 || opts.AttestTimeout < 0 {
-		return bad("negative MaxWait, MaxPending or AttestTimeout")
+	if opts.MaxWait < 0 || opts.MaxPending < 0 || opts.AttestTimeout < 0 || opts.MinInterval < 0 {
+		return bad("negative MaxWait, MaxPending, AttestTimeout or MinInterval")
 	}
 	b := &Batcher{
 		a:          a,
@@ -350,6 +361,7 @@ func NewBatcher(a Attester, opts BatcherOptions) (*Batcher, error) {
 		maxWait:    opts.MaxWait,
 		maxPending: opts.MaxPending,
 		timeout:    opts.AttestTimeout,
+		interval:   opts.MinInterval,
 		wake:       make(chan struct{}, 1),
 	}
 	if b.maxSize == 0 {
@@ -433,10 +445,19 @@ func (b *Batcher) dispatch() {
 			b.mu.Unlock()
 			return
 		}
+		last := b.last
 		b.mu.Unlock()
+		if b.interval > 0 && !last.IsZero() {
+			if d := b.interval - time.Since(last); d > 0 {
+				time.Sleep(d)
+			}
+		}
 		b.gather()
 		b.mu.Lock()
 		batch := b.take()
+		if len(batch) > 0 {
+			b.last = time.Now()
+		}
 		b.mu.Unlock()
 		if len(batch) > 0 {
 			b.run(batch)

@@ -1044,3 +1044,33 @@ func benchCallers(b *testing.B, a Attester, reports func() uint64) {
 	b.StopTimer()
 	b.ReportMetric(float64(reports()-before)/float64(b.N), "reports/op")
 }
+
+// MinInterval spaces reports; requests that arrive meanwhile join the
+// next batch instead of each finding the attester free.
+func TestBatcherMinInterval(t *testing.T) {
+	checkNoLeak(t)
+	fa := newFakeAttester()
+	const interval = 300 * time.Millisecond
+	b, err := NewBatcher(fa, BatcherOptions{MinInterval: interval})
+	require.NoError(t, err)
+	start := time.Now()
+	ev, err := b.Attest(t.Context(), testLeaf(0))
+	require.NoError(t, err)
+	require.Equal(t, uint32(1), requireValid(t, ev, testLeaf(0)).Size, "the first report is not delayed")
+
+	const n = 5
+	res := make([]chan attestResult, n)
+	for i := range n {
+		res[i] = goAttest(b, t.Context(), testLeaf(i+1))
+	}
+	for i := range n {
+		r := <-res[i]
+		require.NoError(t, r.err)
+		require.Equal(t, uint32(n), requireValid(t, r.ev, testLeaf(i+1)).Size, "all five share the next report")
+	}
+	require.GreaterOrEqual(t, time.Since(start), interval)
+	require.Equal(t, uint64(2), b.Reports())
+
+	_, err = NewBatcher(fa, BatcherOptions{MinInterval: -time.Second})
+	require.ErrorIs(t, err, ErrConfig)
+}

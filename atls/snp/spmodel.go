@@ -82,6 +82,18 @@ func ParseSPProfile(name string) (SPProfile, error) {
 	return SPProfile{}, attest.Fail(attest.ErrConfig, "snp.sp.config", "unknown secure-processor profile %q (want one of %s)", name, strings.Join(SPProfileNames(), ", "))
 }
 
+// Period is the sustained interval between reports that p's throttle
+// allows (1/Rate), or 0 without a throttle. A batching server on such a
+// host should start reports no more often than that
+// (attest.BatcherOptions.MinInterval), so that a batch gathers requests
+// while the host would hold it anyway.
+func (p SPProfile) Period() time.Duration {
+	if p.Rate <= 0 {
+		return 0
+	}
+	return time.Duration(float64(time.Second) / p.Rate)
+}
+
 // IsZero reports whether p adds nothing: no latency and no throttle.
 func (p SPProfile) IsZero() bool { return p.Latency == 0 && p.Rate == 0 }
 

@@ -56,7 +56,8 @@ is the choice that never serves weaker evidence than asked for.
 
 With --simulate, --sp-profile makes the simulated secure processor cost what
 a real one does: a latency per report, one report at a time, and the host's
-throttle. Profiles:
+throttle (a batching server then starts reports no more often than the
+throttle's sustained rate, gathering handshakes meanwhile). Profiles:
 ` + spProfilesHelp("  ") + `
 
 The handler serves the files of --dir, or by default echoes the request's
@@ -189,6 +190,9 @@ func serve(e *env, o serveOptions) error {
 			return err
 		}
 		att = spModel
+		// Batch at the host's sustained rate: requests keep joining the
+		// next batch while the throttle would hold it anyway.
+		opts.Batch.MinInterval = sp.Period()
 	}
 	opts.Attester = att
 	srv, err := atls.NewServer(opts)
