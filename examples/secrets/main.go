@@ -74,6 +74,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/sha512"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -314,7 +315,11 @@ func run(ctx context.Context, w io.Writer, dir string) error {
 		{"client without attestation", [48]byte{}, 0, [32]byte{}, false},
 	}
 	for _, c := range clients {
-		opts := atls.ClientOptions{Verifier: brokerVerifier}
+		// HTTP/1.1: a broker that refuses a client in the handshake
+		// sends a TLS alert, which reaches an HTTP/1.1 request as a
+		// "remote error" (printed below); net/http's HTTP/2 client
+		// reports only that the connection could not be established.
+		opts := atls.ClientOptions{Verifier: brokerVerifier, Base: &tls.Config{NextProtos: []string{"http/1.1"}}}
 		var att *snp.SimAttester
 		if c.attest {
 			if att, err = vm(c.image, c.svn, c.host); err != nil {
