@@ -270,9 +270,21 @@ func (r reportEditor) Attest(ctx context.Context, rd [attest.ReportDataSize]byte
 
 // TestPythonReportAgreement feeds Go and Python correctly signed reports
 // with unusual or invalid contents (SPEC section 6, steps 7 to 11) and
-// requires the same verdict and check from both.
+// requires the same verdict and check from both. The reports come from a
+// simulated Milan chip (the committed chain) and a simulated Turin chip
+// (a chain made here), whose TCB layout, 8-byte hardware ID and VCEK
+// profile differ.
 func TestPythonReportAgreement(t *testing.T) {
 	requirePython(t)
+	turinChain, err := snp.NewSimChain("Turin")
+	require.NoError(t, err)
+	turinSim := func(o snp.SimOptions) *snp.SimAttester {
+		o.Measurement = vectors.Measurement
+		a, err := snp.NewSimAttester(turinChain, o)
+		require.NoError(t, err)
+		return a
+	}
+	turin := turinSim(snp.SimOptions{})
 	sim := simAttester(t)
 	lowTCB, err := snp.NewSimAttester(simChain(t), snp.SimOptions{Measurement: vectors.Measurement, TCB: 0x0100000000000001})
 	require.NoError(t, err)
@@ -284,10 +296,11 @@ func TestPythonReportAgreement(t *testing.T) {
 	u32 := func(off int, v uint32) func([]byte) {
 		return func(r []byte) { binary.LittleEndian.PutUint32(r[off:], v) }
 	}
-	cases := []struct {
+	type reportCase struct {
 		name string
 		att  attest.Attester
-	}{
+	}
+	cases := []reportCase{
 		{"unchanged", reportEditor{sim: sim, edit: func([]byte) {}}},
 		{"version 5 with mitigation vectors", v5},
 		{"masked chip id", reportEditor{sim: sim, edit: func(r []byte) { clear(r[0x1A0:0x1E0]); r[0x48] |= 2 }}},
@@ -311,7 +324,7 @@ func TestPythonReportAgreement(t *testing.T) {
 		{"bytes after the signature", reportEditor{sim: sim, afterSigning: set(0x2A0+144, 1)}},
 		{"signature S altered", reportEditor{sim: sim, afterSigning: func(r []byte) { r[0x2A0+72] ^= 1 }}},
 		{"unknown product", reportEditor{sim: sim, edit: set(0x188, 0x17)}},
-		{"Turin", reportEditor{sim: sim, edit: set(0x188, 0x1A, 0x02)}},
+		{"Turin CPUID with a Milan VCEK", reportEditor{sim: sim, edit: set(0x188, 0x1A, 0x02)}},
 		{"Genoa CPUID with a Milan VCEK", reportEditor{sim: sim, edit: set(0x189, 0x11)}},
 		{"VMPL 2", reportEditor{sim: sim, edit: u32(0x30, 2)}},
 		{"chip id of another chip", reportEditor{sim: sim, edit: or(0x1A0, 0xFF)}},
@@ -320,7 +333,35 @@ func TestPythonReportAgreement(t *testing.T) {
 		{"uncommitted firmware build", reportEditor{sim: sim, edit: set(0x1EC, 1)}},
 		{"TCB below the baseline", lowTCB},
 	}
+	milanCases := len(cases)
+	// Turin: FMC, bootloader, TEE and SNP in TCB bytes 0-3, microcode in
+	// byte 7 (the default TCB is 0x4700000002000100, the baseline).
+	cases = append(cases, []reportCase{
+		{"Turin unchanged", reportEditor{sim: turin, edit: func([]byte) {}}},
+		{"Turin version 5 with mitigation vectors", turinSim(snp.SimOptions{ReportVersion: 5, LaunchMitVector: 3, CurrentMitVector: 1})},
+		{"Turin version 2", turinSim(snp.SimOptions{ReportVersion: 2})},
+		{"Turin FMC and every part above the baseline", turinSim(snp.SimOptions{TCB: 0x4800000003010203})},
+		{"Turin masked chip id", reportEditor{sim: turin, edit: func(r []byte) { clear(r[0x1A0:0x1E0]); r[0x48] |= 2 }}},
+		{"Turin chip id of another chip", reportEditor{sim: turin, edit: or(0x1A0, 0xFF)}},
+		{"Turin chip id beyond the 8-byte hwID", reportEditor{sim: turin, edit: set(0x1A8, 1)}},
+		{"Turin reported FMC not the VCEK's", reportEditor{sim: turin, edit: set(0x180, 5)}},
+		{"Turin reported TCB with a reserved byte", reportEditor{sim: turin, edit: set(0x184, 1)}},
+		{"Turin VCEK TCB above CURRENT_TCB", turinSim(snp.SimOptions{TCB: 0x4700000002000101, CurrentTCB: 0x4700000002000100})},
+		{"Turin VCEK TCB above CURRENT_TCB in the SNP byte", turinSim(snp.SimOptions{TCB: 0x4700000003000100, CurrentTCB: 0x4700000002000100})},
+		{"Turin SNP below the baseline", turinSim(snp.SimOptions{TCB: 0x4700000001000100})},
+		{"Turin bootloader below the baseline", turinSim(snp.SimOptions{TCB: 0x4700000002000000})},
+		{"Turin microcode below the baseline", turinSim(snp.SimOptions{TCB: 0x4600000002000100})},
+		{"Turin other model of family 1Ah", reportEditor{sim: turin, edit: set(0x189, 0x11)}},
+		{"Turin VCEK on a Milan CPUID", reportEditor{sim: turin, edit: set(0x188, 0x19, 0x01)}},
+		{"Turin VCEK on a family 19h variant", reportEditor{sim: turin, edit: set(0x188, 0x19, 0xA0)}},
+		{"Turin VCEK on an unknown family", reportEditor{sim: turin, edit: set(0x188, 0x17)}},
+		{"Turin uncommitted TCB", reportEditor{sim: turin, edit: set(0x1E3, 1)}},
+	}...)
 	dir := t.TempDir()
+	turinRoots := filepath.Join(dir, "turin-roots.pem")
+	turinPEM, err := turinChain.MarshalPEM()
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(turinRoots, turinPEM, 0o600))
 	now := time.Now().Truncate(time.Second)
 	certs := make([]*tls.Certificate, len(cases))
 	reqs := make([]pyRequest, len(cases))
@@ -330,14 +371,29 @@ func TestPythonReportAgreement(t *testing.T) {
 		path, _ := writePEM(t, dir, fmt.Sprintf("report-%02d", i), cert)
 		certs[i] = cert
 		reqs[i] = pyRequest{cert: path, role: "server", acceptStatic: true, now: now.UTC().Format(time.RFC3339)}
+		if i >= milanCases {
+			reqs[i].roots = turinRoots
+		}
 	}
 	results := runPythonBatch(t, reqs)
 	ver := goVerifier(t, func() time.Time { return now })
+	turinPolicy := snp.NewPolicy()
+	turinPolicy.Measurements = []attest.HexBytes{vectors.Measurement[:]}
+	turinVer, err := snp.NewVerifier(snp.VerifierOptions{Roots: turinChain.Roots(), Policy: turinPolicy, Now: func() time.Time { return now }})
+	require.NoError(t, err)
+	accepted := map[string]int{}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			res, goErr := vectors.VerifyCertificate(context.Background(), ver, certs[i].Leaf,
+			v := ver
+			if i >= milanCases {
+				v = turinVer
+			}
+			res, goErr := vectors.VerifyCertificate(context.Background(), v, certs[i].Leaf,
 				vectors.Expectation{Role: attest.RoleServer, AcceptStatic: true, Now: now})
 			py := results[i]
+			if goErr == nil {
+				accepted[res.Claims.SNP.Product]++
+			}
 			t.Logf("Go: %v; Python: %s", goErr, py.Line)
 			if goErr != nil {
 				require.NotEmpty(t, py.Check, "Python accepts what Go rejects (%v)", goErr)
@@ -348,6 +404,9 @@ func TestPythonReportAgreement(t *testing.T) {
 			require.Equal(t, claimsJSON(t, res.Claims), py.Claims)
 		})
 	}
+	// Unchanged, version 5, version 2, FMC above the baseline, masked chip
+	// ID, other model of family 1Ah.
+	require.Equal(t, 6, accepted["Turin"], "accepted Turin reports")
 }
 
 // TestPythonSpecExample recomputes the worked example of SPEC.md section 8
@@ -585,35 +644,70 @@ const realVectorsDir = "../atls/snp/testdata"
 // reports from real AMD hardware under AMD's published roots, and
 // requires the Go verifier's verdict (with the same default policy and
 // the report's measurement pinned), check and claims: this exercises the
-// parts the simulator cannot vouch for, AMD's own certificates (RSASSA-PSS
-// parameters, KDS extensions, VLEKs) and real report layouts.
+// parameters, KDS extensions, VLEKs, Turin's structVersion 1 profile) and
+// real report layouts. The Turin report is verified under the embedded
+// roots and under AMD's published Turin chain (virtee/cert_chain_turin),
+// and with mismatched certificates and a changed byte, which both must
+// reject with the same check.
 func TestPythonRealReports(t *testing.T) {
 	requirePython(t)
 	dir := t.TempDir()
-	roots := filepath.Join(dir, "amd-roots.pem")
-	require.NoError(t, os.WriteFile(roots, snp.AMDRoots().PEM(), 0o600))
+	amdRoots := filepath.Join(dir, "amd-roots.pem")
+	require.NoError(t, os.WriteFile(amdRoots, snp.AMDRoots().PEM(), 0o600))
+	turinChain := filepath.Join(realVectorsDir, "virtee/cert_chain_turin")
+	turinChainPEM, err := os.ReadFile(turinChain)
+	require.NoError(t, err)
+	turinRoots, err := snp.ParseRootsPEM(turinChainPEM, false)
+	require.NoError(t, err)
+	require.Equal(t, []string{"Turin"}, turinRoots.ProductLines())
 
+	read := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join(realVectorsDir, name))
+		require.NoError(t, err)
+		return b
+	}
 	type realReport struct {
 		name         string
 		report, cert []byte
+		// roots are the Python verifier's roots file and Go's roots;
+		// default AMD's embedded roots.
+		rootsFile string
+		roots     *snp.Roots
+		// check is the check both must fail, "" for both accepting,
+		// when pinned; otherwise only agreement is required.
+		check  string
+		pinned bool
 	}
-	cases := []realReport{{"go-sev-guest/attestation.bin", sevtestdata.AttestationBytes[:snp.ReportSize], sevtestdata.VcekBytes}}
+	cases := []realReport{{name: "go-sev-guest/attestation.bin", report: sevtestdata.AttestationBytes[:snp.ReportSize], cert: sevtestdata.VcekBytes}}
 	for _, f := range [][2]string{
 		{"virtee/report_milan.bin", "virtee/vcek_milan.der"},
 		{"trustee/test-report.bin", "trustee/test-vcek.der"},
 		{"trustee/test-vlek-report.bin", "trustee/test-vlek.der"},
 		{"trustee/report-genoa.bin", "trustee/vcek-genoa.pem"},
 		{"trustee/report-azure-milan.bin", "trustee/vcek.pem"},
+		{"oak/genoa_oc_report.bin", "oak/genoa_oc_vcek.der"},
+		{"oak/turin_oc_report.bin", "oak/turin_oc_vcek.der"},
 	} {
-		report, err := os.ReadFile(filepath.Join(realVectorsDir, f[0]))
-		require.NoError(t, err)
-		cert, err := os.ReadFile(filepath.Join(realVectorsDir, f[1]))
-		require.NoError(t, err)
-		cases = append(cases, realReport{f[0], report, cert})
+		cases = append(cases, realReport{name: f[0], report: read(f[0]), cert: read(f[1]), pinned: strings.HasPrefix(f[0], "oak/")})
 	}
+	turinReport, turinVCEK := read("oak/turin_oc_report.bin"), read("oak/turin_oc_vcek.der")
+	tampered := bytes.Clone(turinReport)
+	tampered[0x90] ^= 1 // the measurement
+	cases = append(cases,
+		realReport{name: "Turin under the published Turin chain", report: turinReport, cert: turinVCEK,
+			rootsFile: turinChain, roots: turinRoots, pinned: true},
+		realReport{name: "Turin with a Milan VCEK", report: turinReport, cert: read("virtee/vcek_milan.der"), check: "snp.vcek.product", pinned: true},
+		realReport{name: "Turin with another Turin chip's VCEK", report: turinReport, cert: read("virtee/vcek_turin.der"), check: "snp.report.signature", pinned: true},
+		realReport{name: "Milan v2 report with a Turin VCEK", report: read("virtee/report_milan.bin"), cert: turinVCEK, check: "snp.report.signature", pinned: true},
+		realReport{name: "Turin with a changed measurement byte", report: tampered, cert: turinVCEK, check: "snp.report.signature", pinned: true},
+		realReport{name: "Turin under Milan and Genoa roots only", report: turinReport, cert: turinVCEK,
+			rootsFile: filepath.Join(dir, "milan-genoa-roots.pem"), roots: nonTurinRoots(t, filepath.Join(dir, "milan-genoa-roots.pem")),
+			check: "snp.vcek.chain", pinned: true},
+	)
+	var turinAccepted int
 
 	type pyCase struct {
-		Report, VCEK, Now, Measurement string
+		Report, VCEK, Roots, Now, Measurement string
 	}
 	var in []pyCase
 	nows := make([]time.Time, len(cases))
@@ -626,18 +720,21 @@ func TestPythonRealReports(t *testing.T) {
 		rp, cp := filepath.Join(dir, fmt.Sprintf("report-%d.bin", i)), filepath.Join(dir, fmt.Sprintf("cert-%d.der", i))
 		require.NoError(t, os.WriteFile(rp, c.report, 0o600))
 		require.NoError(t, os.WriteFile(cp, der, 0o600))
-		in = append(in, pyCase{Report: rp, VCEK: cp, Now: nows[i].UTC().Format(time.RFC3339), Measurement: hexOf(c.report[0x90:0xC0])})
+		if c.rootsFile == "" {
+			cases[i].rootsFile, cases[i].roots = amdRoots, snp.AMDRoots()
+		}
+		in = append(in, pyCase{Report: rp, VCEK: cp, Roots: cases[i].rootsFile, Now: nows[i].UTC().Format(time.RFC3339), Measurement: hexOf(c.report[0x90:0xC0])})
 	}
 	const script = `
 import json, sys
 sys.path.insert(0, sys.argv[1])
 import atls_verify as a
 req = json.load(sys.stdin)
-with open(req["roots"], "rb") as f:
-    roots = a.load_roots(f.read())
 out = []
 for c in req["cases"]:
     report, vcek = open(c["Report"], "rb").read(), open(c["VCEK"], "rb").read()
+    with open(c["Roots"], "rb") as f:
+        roots = a.load_roots(f.read())
     opts = {"roots": roots, "now": a.parse_rfc3339(c["Now"]), "measurements": [bytes.fromhex(c["Measurement"])]}
     try:
         out.append({"snp": a.verify_report(report, vcek, None, report[0x50:0x90], opts)})
@@ -645,7 +742,7 @@ for c in req["cases"]:
         out.append({"check": e.check, "reason": e.reason})
 json.dump(out, sys.stdout)
 `
-	req, err := json.Marshal(map[string]any{"roots": roots, "cases": in})
+	req, err := json.Marshal(map[string]any{"cases": in})
 	require.NoError(t, err)
 	stdout, stderr, code := run(t, string(req), pythonPath, "-B", "-c", script, filepath.Dir(pyVerifier))
 	require.Equal(t, 0, code, "python:\n%s\n%s", stdout, stderr)
@@ -661,13 +758,16 @@ json.dump(out, sys.stdout)
 		t.Run(c.name, func(t *testing.T) {
 			pol := snp.NewPolicy()
 			pol.Measurements = []attest.HexBytes{c.report[0x90:0xC0]}
-			ver, err := snp.NewVerifier(snp.VerifierOptions{Roots: snp.AMDRoots(), Policy: pol, Now: func() time.Time { return nows[i] }})
+			ver, err := snp.NewVerifier(snp.VerifierOptions{Roots: c.roots, Policy: pol, Now: func() time.Time { return nows[i] }})
 			require.NoError(t, err)
 			var rd [attest.ReportDataSize]byte
 			copy(rd[:], c.report[0x50:0x90])
 			claims, goErr := ver.VerifyReport(context.Background(), c.report, c.cert, nil, rd)
 			py := outs[i]
 			t.Logf("Go: %v; Python: %s %s", goErr, py.Check, py.Reason)
+			if c.pinned {
+				require.Equal(t, c.check, attest.FailedCheck(goErr), "Go: %v", goErr)
+			}
 			if goErr != nil {
 				require.Equal(t, attest.FailedCheck(goErr), py.Check, "Python: %s; Go: %v", py.Reason, goErr)
 				return
@@ -676,8 +776,37 @@ json.dump(out, sys.stdout)
 			goSNP, err := json.Marshal(claims.SNP)
 			require.NoError(t, err)
 			require.Equal(t, decodeJSON(t, goSNP), decodeJSON(t, py.SNP))
+			if claims.SNP.Product == "Turin" {
+				turinAccepted++
+			}
 		})
 	}
+	require.Equal(t, 2, turinAccepted, "the real Turin report, under both root sets")
+}
+
+// nonTurinRoots writes AMD's embedded Milan and Genoa roots, without
+// Turin's, to path and returns them.
+func nonTurinRoots(t *testing.T, path string) *snp.Roots {
+	t.Helper()
+	var keep []byte
+	rest := snp.AMDRoots().PEM()
+	for {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		require.NoError(t, err)
+		if !strings.HasSuffix(c.Subject.CommonName, "-Turin") {
+			keep = append(keep, pem.EncodeToMemory(b)...)
+		}
+	}
+	require.NoError(t, os.WriteFile(path, keep, 0o600))
+	r, err := snp.ParseRootsPEM(keep, false)
+	require.NoError(t, err)
+	require.NotContains(t, r.ProductLines(), "Turin")
+	return r
 }
 
 // signerCertDER returns the VCEK or VLEK in data, DER or PEM (possibly

@@ -102,9 +102,27 @@ SIGNATURE_OFFSET = 0x2A0
 RS_SIZE = 72
 REPORT_VERSIONS = (2, 3, 5)
 
-# Default minimum TCB per product line (the Go library's BaselineTCB):
-# bootloader, tee, snp, microcode.
-BASELINE_TCB = {"Milan": (3, 0, 8, 115), "Genoa": (10, 0, 23, 84)}
+PRODUCT_LINES = ("Milan", "Genoa", "Turin")
+
+# Byte position of each SPL in a TCB_VERSION (little-endian u64), per
+# product line (SPEC section 6.2); the other bytes are reserved.
+TCB_LAYOUT = {
+    "Milan": {"bl_spl": 0, "tee_spl": 1, "snp_spl": 6, "ucode_spl": 7},
+    "Genoa": {"bl_spl": 0, "tee_spl": 1, "snp_spl": 6, "ucode_spl": 7},
+    "Turin": {"fmc_spl": 0, "bl_spl": 1, "tee_spl": 2, "snp_spl": 3, "ucode_spl": 7},
+}
+
+# Default minimum TCB per product line (the Go library's BaselineTCB), by
+# SPL name.
+BASELINE_TCB = {
+    "Milan": {"bl_spl": 3, "tee_spl": 0, "snp_spl": 8, "ucode_spl": 115},
+    "Genoa": {"bl_spl": 10, "tee_spl": 0, "snp_spl": 23, "ucode_spl": 84},
+    "Turin": {"fmc_spl": 0, "bl_spl": 1, "tee_spl": 0, "snp_spl": 2, "ucode_spl": 71},
+}
+
+# Size of the VCEK's hwID: the whole CHIP_ID before Turin; from Turin on
+# 8 bytes, and CHIP_ID is those 8 bytes followed by 56 zero bytes.
+HWID_SIZE = {"Milan": 64, "Genoa": 64, "Turin": 8}
 
 # AMD KDS certificate extensions (AMD document 57230).
 AMD_ARC = "1.3.6.1.4.1.3704.1."
@@ -119,12 +137,11 @@ KDS = {
     "1.3.6.1.4.1.3704.1.3.6": "spl6",
     "1.3.6.1.4.1.3704.1.3.7": "spl7",
     "1.3.6.1.4.1.3704.1.3.8": "ucode_spl",
+    "1.3.6.1.4.1.3704.1.3.9": "fmc_spl",
     "1.3.6.1.4.1.3704.1.4": "hwid",
     "1.3.6.1.4.1.3704.1.5": "csp_id",
 }
 OID_AKI = "2.5.29.35"
-# Byte position of each SPL in a TCB_VERSION (little-endian u64).
-TCB_BYTES = ("bl_spl", "tee_spl", "spl4", "spl5", "spl6", "spl7", "snp_spl", "ucode_spl")
 
 OID_RSASSA_PSS = "1.2.840.113549.1.1.10"
 OID_MGF1 = "1.2.840.113549.1.1.8"
@@ -710,7 +727,10 @@ def check_report_structure(r):
 
 
 def parse_signer_cert(der, signer):
-    """The VCEK (or VLEK) certificate and its AMD KDS extensions."""
+    """The VCEK (or VLEK) certificate and its AMD KDS extensions, read with
+    the profile of the product line its productName names (SPEC section
+    6.1). Returns (cert, fields); fields["tcb"] is the TCB_VERSION the
+    certificate is for, in that product line's layout (section 6.2)."""
     try:
         cert = x509.load_der_x509_certificate(der)
         exts = list(cert.extensions)
@@ -722,56 +742,81 @@ def parse_signer_cert(der, signer):
         if oid == OID_AKI:
             continue
         if oid not in KDS:
-            why = "which this verifier cannot read (Turin and later are not supported)" if oid.startswith(AMD_ARC) else "which AMD certificates do not carry"
+            why = "which this verifier cannot read (a newer certificate profile?)" if oid.startswith(AMD_ARC) else "which AMD certificates do not carry"
             raise Fail("snp.vcek.extensions", "the %s certificate carries extension %s, %s" % (signer, oid, why))
         raw[KDS[oid]] = e.value.value
+    bad = lambda why: Fail("snp.vcek.extensions", "the certificate does not carry valid AMD %s extensions: %s" % (signer, why))  # noqa: E731
+
+    def uint8(name, required=True):
+        if name not in raw:
+            if required:
+                raise ValueError("missing %s" % name)
+            return 0
+        return der_uint8(raw[name])
+
     fields = {}
     try:
-        for name in ("struct_version",) + TCB_BYTES:
-            if name not in raw:
-                raise ValueError("missing %s" % name)
-            fields[name] = der_uint8(raw[name])
-            if name not in ("struct_version", "ucode_spl") and fields[name] > 127:
-                raise ValueError("%s %d exceeds 127" % (name, fields[name]))
+        fields["struct_version"] = uint8("struct_version")
         if "product_name" not in raw:
             raise ValueError("missing product_name")
         fields["product_name"] = der_ia5(raw["product_name"])
+    except ValueError as exc:
+        raise bad(exc) from None
+    line = fields["product_name"].split("-", 1)[0]
+    if line not in PRODUCT_LINES:
+        raise Fail("snp.vcek.product", "the %s certificate is for product %r, which is no product line this verifier knows (Milan, Genoa, Turin)"
+                   % (signer, fields["product_name"]))
+    fields["line"] = line
+    layout = TCB_LAYOUT[line]
+    try:
+        for name in ("bl_spl", "tee_spl", "snp_spl", "ucode_spl"):
+            fields[name] = uint8(name)
+        if "fmc_spl" in layout:
+            fields["fmc_spl"] = uint8("fmc_spl")
+        elif "fmc_spl" in raw:
+            raise ValueError("a %s certificate carries fmcSPL, which only Turin and later have" % line)
+        if line != "Turin":
+            # The Milan and Genoa KDS profile: every SPL but ucodeSPL is 0-127.
+            for name in ("bl_spl", "tee_spl", "snp_spl"):
+                if fields[name] > 127:
+                    raise ValueError("%s %d exceeds 127" % (name, fields[name]))
+        for name in ("spl4", "spl5", "spl6", "spl7"):
+            if uint8(name, required=False) != 0:
+                raise ValueError("reserved SPL extension %s is not 0" % name)
         if "hwid" in raw:
-            h = raw["hwid"]
-            fields["hwid"] = h if len(h) == 64 else der_only(h, 0x04)
-            if len(fields["hwid"]) != 64:
-                raise ValueError("HWID is not 64 bytes")
+            h, size = raw["hwid"], HWID_SIZE[line]
+            fields["hwid"] = h if len(h) == size else der_only(h, 0x04)
+            if len(fields["hwid"]) != size:
+                raise ValueError("hwID is %d bytes, not %d" % (len(fields["hwid"]), size))
         if "csp_id" in raw:
             fields["csp_id"] = der_ia5(raw["csp_id"])
         if signer == "VCEK" and ("hwid" not in fields or "csp_id" in fields):
             raise ValueError("a VCEK has an HWID and no CSP_ID")
-        if signer == "VLEK" and ("hwid" in fields or "csp_id" not in fields):
+        if signer == "VLEK" and ("hwid" in fields or not fields.get("csp_id")):
             raise ValueError("a VLEK has a CSP_ID and no HWID")
     except ValueError as exc:
-        raise Fail("snp.vcek.extensions", "the certificate does not carry valid AMD %s extensions: %s" % (signer, exc)) from None
-    fields["tcb"] = sum(fields[name] << (8 * i) for i, name in enumerate(TCB_BYTES))
+        raise bad(exc) from None
+    fields["tcb"] = sum(fields[name] << (8 * pos) for name, pos in layout.items())
     return cert, fields
 
 
 def report_product(r, version, exts, signer):
-    # The product line is the one the signing certificate names (its
-    # chain to that line's ARK is checked next); the CPUID of a version 3+
-    # report must agree with it. The stepping ("Milan-B0") is not compared.
-    name = exts["product_name"]
-    line = name.split("-", 1)[0]
-    if line not in ("Milan", "Genoa", "Turin"):
-        raise Fail("snp.vcek.product", "the %s certificate is for product %r, which is no known product line" % (signer, name))
+    """Step 8's product line: the one the signing certificate names (its
+    chain to that line's ARK is checked next); the CPUID of a version 3+
+    report must agree with it. The stepping ("Milan-B0") is not compared."""
+    name, line = exts["product_name"], exts["line"]
     if version >= 3:
         fam, model = r[0x188], r[0x189]
         family_lines = {0x19: ("Milan", "Genoa"), 0x1A: ("Turin",)}.get(fam)
+        cpu_line = {(0x19, 0x01): "Milan", (0x19, 0x11): "Genoa", (0x1A, 0x02): "Turin"}.get((fam, model))
+        if cpu_line is not None and cpu_line != line:
+            raise Fail("snp.vcek.product", "the %s certificate is for product %r, but the report comes from a %s part (CPUID family 0x%02x, model 0x%02x)"
+                       % (signer, name, cpu_line, fam, model))
         if family_lines is None:
             raise Fail("snp.product", "CPUID family 0x%02x (model 0x%02x) is not a known SEV-SNP processor family" % (fam, model))
-        cpu_line = {(0x19, 0x01): "Milan", (0x19, 0x11): "Genoa", (0x1A, 0x02): "Turin"}.get((fam, model))
-        if (cpu_line is not None and cpu_line != line) or line not in family_lines:
-            raise Fail("snp.vcek.product", "the %s certificate is for product %r, but the report comes from a CPUID family 0x%02x model 0x%02x part"
-                       % (signer, name, fam, model))
-    if line not in ("Milan", "Genoa"):
-        raise Fail("snp.product", "product line %s is not supported by this verifier (only Milan and Genoa)" % line)
+        if line not in family_lines:
+            raise Fail("snp.vcek.product", "the %s certificate is for product %r, but the report comes from a CPUID family 0x%02x part, which holds %s"
+                       % (signer, name, fam, ", ".join(family_lines)))
     return line
 
 
@@ -884,9 +929,16 @@ def verify_report_signature(r, vcek, signer):
 
 # --- Step 11: policy --------------------------------------------------------
 
-def tcb_le(a, b):
-    """Every SPL of TCB a is at most the same SPL of TCB b."""
-    return all(((a >> (8 * i)) & 0xFF) <= ((b >> (8 * i)) & 0xFF) for i in range(8))
+def tcb_le(product, a, b):
+    """Every SPL of TCB a is at most the same SPL of TCB b, both in the
+    product line's layout (reserved bytes are not compared)."""
+    return all(((a >> (8 * i)) & 0xFF) <= ((b >> (8 * i)) & 0xFF) for i in TCB_LAYOUT[product].values())
+
+
+def chip_matches_hwid(product, chip_id, hwid):
+    """CHIP_ID names the chip of the VCEK's hwID: equal to it before
+    Turin; from Turin on the 8-byte hwID followed by 56 zero bytes."""
+    return len(hwid) == HWID_SIZE[product] and chip_id == hwid + bytes(len(chip_id) - len(hwid))
 
 
 def check_policy(r, signer, exts, product, measurements):
@@ -906,16 +958,15 @@ def check_policy(r, signer, exts, product, measurements):
     if measurements is not None and measurement not in measurements:
         raise fail("policy.measurement", "measurement %s is not among the %d accepted" % (measurement.hex(), len(measurements)))
     chip_id = r[0x1A0:0x1E0]
-    if any(chip_id) and chip_id != exts["hwid"]:
+    if any(chip_id) and not chip_matches_hwid(product, chip_id, exts["hwid"]):
         raise fail("policy.chip_id", "CHIP_ID is not the HWID the VCEK was issued for")
     reported, current, committed = u64(r, 0x180), u64(r, 0x38), u64(r, 0x1E0)
     if exts["tcb"] != reported:
         raise fail("policy.tcb.vcek", "the certificate is for TCB 0x%016x, the report says 0x%016x" % (exts["tcb"], reported))
-    if not tcb_le(exts["tcb"], current):
+    if not tcb_le(product, exts["tcb"], current):
         raise fail("policy.tcb.vcek", "the certificate's TCB exceeds CURRENT_TCB")
-    bl, tee, snp, ucode = BASELINE_TCB[product]
-    minimum = bl | tee << 8 | snp << 48 | ucode << 56
-    if not tcb_le(minimum, reported):
+    minimum = sum(BASELINE_TCB[product][name] << (8 * pos) for name, pos in TCB_LAYOUT[product].items())
+    if not tcb_le(product, minimum, reported):
         raise fail("policy.tcb.minimum", "REPORTED_TCB 0x%016x is below the %s minimum 0x%016x" % (reported, product, minimum))
     if committed != current or r[0x1E8:0x1EB] != r[0x1EC:0x1EF]:
         raise fail("policy.tcb.provisional", "the running firmware is not committed")
