@@ -47,6 +47,10 @@ const (
 	// DefaultBoundTimeout bounds the exchange when
 	// BoundOptions.Timeout is zero.
 	DefaultBoundTimeout = 10 * time.Second
+	// DefaultMinReattestInterval is the least time between two HTTP
+	// re-attestation requests answered on one connection when
+	// BoundOptions.MinReattestInterval is zero.
+	DefaultMinReattestInterval = 2 * time.Second
 )
 
 // BoundOptions configure one side of the bound exchange.
@@ -62,6 +66,21 @@ type BoundOptions struct {
 	// Timeout bounds the whole exchange (attesting, sending, receiving and
 	// verifying); 0 means DefaultBoundTimeout.
 	Timeout time.Duration
+	// MinReattestInterval is, on a server answering re-attestation
+	// requests over HTTP (BoundReattestHandler), the least time between
+	// two requests answered on one connection: each answer costs a report
+	// (or a place in a batch), so a client may not ask at will. An earlier
+	// request is refused with 429 Too Many Requests, which the client's
+	// ReattestHTTP reports as check bound.reattest_rate. 0 means
+	// DefaultMinReattestInterval; a negative value sets no limit.
+	MinReattestInterval time.Duration
+}
+
+func (o *BoundOptions) minReattestInterval() time.Duration {
+	if o.MinReattestInterval == 0 {
+		return DefaultMinReattestInterval
+	}
+	return o.MinReattestInterval
 }
 
 func (o *BoundOptions) check(who string) error {

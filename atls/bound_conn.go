@@ -28,6 +28,25 @@ type BoundConn struct {
 	mu   sync.Mutex
 	// claims are from the latest successful attestation of the peer.
 	claims *attest.Claims
+	// lastReattest is when this side last answered a re-attestation
+	// request over HTTP; zero before the first.
+	lastReattest time.Time
+}
+
+// allowReattest reports whether a re-attestation request arriving at now
+// may be answered under the connection's MinReattestInterval, and records
+// it if so; otherwise it returns how long the requester should wait.
+func (c *BoundConn) allowReattest(now time.Time) (bool, time.Duration) {
+	least := c.sess.Options.minReattestInterval()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if least > 0 && !c.lastReattest.IsZero() {
+		if since := now.Sub(c.lastReattest); since < least {
+			return false, least - since
+		}
+	}
+	c.lastReattest = now
+	return true, 0
 }
 
 // PeerClaims returns the peer's verified claims, or nil when this side
@@ -53,12 +72,26 @@ func BoundClaims(conn net.Conn) (*attest.Claims, bool) {
 	return nil, false
 }
 
+// boundRawConn is the connection under a bound *tls.Conn. It records the
+// connection's *BoundConn once the exchange succeeded, so that the
+// *tls.Conn itself (handed to net/http for HTTP/2, whose protocol
+// negotiation needs a *tls.Conn) leads back to the claims through its
+// NetConn method, for the life of the connection.
+type boundRawConn struct {
+	net.Conn
+	// bc is set once, before the *tls.Conn is handed over.
+	bc *BoundConn
+}
+
 // asBoundConn returns conn, or the connection it wraps, as a *BoundConn;
 // nil if it is none.
 func asBoundConn(conn net.Conn) *BoundConn {
 	for conn != nil {
-		if bc, ok := conn.(*BoundConn); ok {
-			return bc
+		switch c := conn.(type) {
+		case *BoundConn:
+			return c
+		case *boundRawConn:
+			return c.bc
 		}
 		u, ok := conn.(interface{ NetConn() net.Conn })
 		if !ok {
@@ -333,11 +366,15 @@ func BoundServerHandshake(ctx context.Context, raw net.Conn, cfg *tls.Config, op
 		return nil, err
 	}
 	rec := &ownLeafRecorder{}
-	tc := tls.Server(raw, recordServerLeaf(cfg, rec))
+	wrapped := &boundRawConn{Conn: raw}
+	tc := tls.Server(wrapped, recordServerLeaf(cfg, rec))
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return nil, attest.Wrap(attest.ErrNotAttested, "bound.handshake", err)
 	}
 	sess := &BoundSession{Options: opts, Role: attest.RoleServer, State: tc.ConnectionState(), OwnLeaf: rec.get()}
+	// The exchange reads the frame from tc with io.ReadFull, through no
+	// buffer of its own: application bytes that follow the frame stay in
+	// tc, so that tc itself can be handed to the application.
 	claims, err := sess.Exchange(ctx, tc)
 	if err != nil {
 		return nil, err
@@ -345,7 +382,9 @@ func BoundServerHandshake(ctx context.Context, raw net.Conn, cfg *tls.Config, op
 	if err := raw.SetDeadline(time.Time{}); err != nil {
 		return nil, err
 	}
-	return &BoundConn{Conn: tc, sess: sess, claims: claims}, nil
+	bc := &BoundConn{Conn: tc, sess: sess, claims: claims}
+	wrapped.bc = bc
+	return bc, nil
 }
 
 // Accept returns the next connection whose bound exchange succeeded.
@@ -452,7 +491,8 @@ func (d *BoundDialer) Client(ctx context.Context, raw net.Conn, addr string) (*B
 		cfg.ServerName = host
 	}
 	rec := &ownLeafRecorder{}
-	tc := tls.Client(raw, recordClientLeaf(cfg, rec))
+	wrapped := &boundRawConn{Conn: raw}
+	tc := tls.Client(wrapped, recordClientLeaf(cfg, rec))
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return nil, attest.Wrap(attest.ErrNotAttested, "bound.handshake", err)
 	}
@@ -464,23 +504,80 @@ func (d *BoundDialer) Client(ctx context.Context, raw net.Conn, addr string) (*B
 	if err := raw.SetDeadline(time.Time{}); err != nil {
 		return nil, err
 	}
-	return &BoundConn{Conn: tc, sess: sess, claims: claims}, nil
+	bc := &BoundConn{Conn: tc, sess: sess, claims: claims}
+	wrapped.bc = bc
+	return bc, nil
 }
 
-// Transport returns an HTTP/1.1 transport whose every connection is dialed
-// by d (https URLs only; proxies are not used). Responses do not carry
-// the TLS state (resp.TLS is nil): the connection is a *BoundConn.
+// withHTTPNextProtos returns cfg, or a clone offering HTTP/2 and HTTP/1.1
+// when cfg offers no application protocol.
+func withHTTPNextProtos(cfg *tls.Config) *tls.Config {
+	if len(cfg.NextProtos) > 0 {
+		return cfg
+	}
+	c := cfg.Clone()
+	c.NextProtos = []string{"h2", "http/1.1"}
+	return c
+}
+
+// Transport returns a transport whose every connection is dialed by d
+// (https URLs only; proxies are not used). It speaks HTTP/2 when the server
+// agrees (ALPN "h2"), else HTTP/1.1; a TLS configuration without
+// NextProtos offers both, one with NextProtos offers what it lists. Each
+// connection is handed to net/http as the *tls.Conn under the *BoundConn,
+// after the bound exchange succeeded, so resp.TLS is set; BoundClaims
+// still finds the server's claims from that *tls.Conn (ReattestHTTP uses
+// it).
 func (d *BoundDialer) Transport() *http.Transport {
+	hd := &BoundDialer{tls: withHTTPNextProtos(d.tls), opts: d.opts}
 	return &http.Transport{
 		Proxy: nil,
 		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return d.DialContext(ctx, network, addr)
+			c, err := hd.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			// net/http negotiates HTTP/2 only on a *tls.Conn.
+			return c.(*BoundConn).Conn, nil
 		},
 		DialContext: func(_ context.Context, _, addr string) (net.Conn, error) {
 			return nil, attest.Fail(attest.ErrConfig, "transport.plaintext", "refusing a connection to %s without TLS: a bound transport only speaks https", addr)
 		},
-		ForceAttemptHTTP2: false,
+		ForceAttemptHTTP2: true,
 	}
+}
+
+// NewBoundHTTPListener returns a listener for an http.Server (one from
+// NewBoundHTTPServer) that speaks HTTP/2 and HTTP/1.1: it runs a
+// BoundListener over inner, and its Accept returns, of each connection
+// whose bound exchange succeeded, the *tls.Conn itself (net/http
+// negotiates HTTP/2 only on a *tls.Conn). The exchange reads exactly its
+// frame from the connection, so no application byte is lost; BoundClaims
+// and BoundConnContext find the client's claims from the *tls.Conn for
+// the life of the connection. When opts.TLS sets no NextProtos, the
+// server offers "h2" and "http/1.1". It fails as NewBoundListener does.
+func NewBoundHTTPListener(inner net.Listener, opts BoundListenerOptions) (net.Listener, error) {
+	base := opts.TLS
+	if base == nil {
+		base = &tls.Config{}
+	}
+	opts.TLS = withHTTPNextProtos(base)
+	l, err := NewBoundListener(inner, opts)
+	if err != nil {
+		return nil, err
+	}
+	return boundHTTPListener{l}, nil
+}
+
+// boundHTTPListener returns the *tls.Conn of each *BoundConn accepted.
+type boundHTTPListener struct{ *BoundListener }
+
+func (l boundHTTPListener) Accept() (net.Conn, error) {
+	c, err := l.BoundListener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return c.(*BoundConn).Conn, nil
 }
 
 type (
@@ -489,7 +586,9 @@ type (
 )
 
 // BoundConnContext is an http.Server ConnContext that puts the claims of a
-// *BoundConn peer in the connection's context, for BoundRequestClaims.
+// *BoundConn peer (or of the *tls.Conn under one, as NewBoundHTTPListener
+// hands out) in the connection's context, for BoundRequestClaims. The
+// context, and so the claims, lasts as long as the connection.
 func BoundConnContext(ctx context.Context, c net.Conn) context.Context {
 	bc := asBoundConn(c)
 	if bc == nil {
@@ -509,11 +608,13 @@ func BoundRequestClaims(r *http.Request) (*attest.Claims, bool) {
 	return c, ok
 }
 
-// NewBoundHTTPServer returns an http.Server to run with Serve(l) on a
-// BoundListener: handlers read the client's claims with
-// BoundRequestClaims. It serves HTTP/1.1 (the listener's connections are
-// not *tls.Conn values, so net/http does not negotiate HTTP/2), and answers
-// re-attestation requests at ReattestPath (BoundReattestHandler).
+// NewBoundHTTPServer returns an http.Server to run with Serve(l): on a
+// listener from NewBoundHTTPListener it serves HTTP/2 and HTTP/1.1; on a
+// BoundListener, HTTP/1.1 only (its connections are not *tls.Conn values,
+// so net/http does not negotiate HTTP/2; its TLS configuration must then
+// not offer "h2"). Handlers read the client's claims with
+// BoundRequestClaims. It answers re-attestation requests at ReattestPath
+// (BoundReattestHandler).
 func NewBoundHTTPServer(h http.Handler) *http.Server {
 	return &http.Server{Handler: BoundReattestHandler(h), ConnContext: BoundConnContext, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,9 +33,13 @@ const ReattestPath = "/.well-known/atls/reattest"
 const ReattestMediaType = "application/vnd.atls.bound-frame"
 
 // BoundReattestHandler answers re-attestation requests at ReattestPath on
-// connections accepted by a BoundListener (with BoundConnContext as the
-// server's ConnContext), and passes every other request to next. A
-// request on any other connection gets 421 Misdirected Request.
+// connections accepted by a BoundListener or NewBoundHTTPListener (with
+// BoundConnContext as the server's ConnContext), and passes every other
+// request to next. A request on any other connection gets 421 Misdirected
+// Request; one that comes sooner than the server's
+// BoundOptions.MinReattestInterval after the last one answered on the
+// same connection gets 429 Too Many Requests with a Retry-After header
+// (check bound.reattest_rate), and no report is made for it.
 func BoundReattestHandler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != ReattestPath {
@@ -58,6 +63,11 @@ func BoundReattestHandler(next http.Handler) http.Handler {
 		} else {
 			copy(nonce[:], b)
 		}
+		if ok, wait := bc.allowReattest(time.Now()); !ok {
+			w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+			http.Error(w, "bound.reattest_rate: too many re-attestation requests on this connection", http.StatusTooManyRequests)
+			return
+		}
 		frame, err := bc.sess.Evidence(r.Context(), nonce)
 		if err != nil {
 			http.Error(w, "no evidence: "+attest.FailedCheck(err), http.StatusServiceUnavailable)
@@ -72,10 +82,12 @@ func BoundReattestHandler(next http.Handler) http.Handler {
 // ReattestHTTP re-attests the server of one bound connection of hc: it
 // sends GET base+ReattestPath with a fresh nonce, and checks the answer
 // against the exporter of the connection the request went out on (which
-// must be a *BoundConn: hc's transport from BoundDialer.Transport) and the
+// must be bound: hc's transport from BoundDialer.Transport) and the
 // nonce. On failure it closes that connection, so that no further request
-// uses it, and returns the error naming the check; on success it returns
-// the server's new claims. base is the server's origin, "https://host:port".
+// uses it, and returns the error naming the check (a refusal because
+// requests come too often, bound.reattest_rate, included: a client cannot
+// tell a rate limit from a server avoiding re-attestation); on success it
+// returns the server's new claims. base is the server's origin, "https://host:port".
 //
 // The transport chooses the connection: with several open connections to
 // the server, each call re-attests one of them.
@@ -113,6 +125,9 @@ func checkReattestResponse(ctx context.Context, bc *BoundConn, resp *http.Respon
 	if bc == nil || bc.sess == nil {
 		return nil, attest.Fail(attest.ErrConfig, "bound.options", "the request did not go out on a bound connection (use BoundDialer.Transport)")
 	}
+	if resp.StatusCode == http.StatusTooManyRequests {
+		return nil, attest.Fail(attest.ErrBusy, "bound.reattest_rate", "the server refuses re-attestation requests this often on one connection (Retry-After %q)", resp.Header.Get("Retry-After"))
+	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, attest.Fail(attest.ErrNotAttested, "bound.missing", "the server answered %s", resp.Status)
 	}
@@ -137,7 +152,10 @@ type HTTPReattester struct {
 	Client *http.Client
 	// Base is the server's origin, "https://host:port".
 	Base string
-	// Interval is the time between re-attestations; it must be positive.
+	// Interval is the time between re-attestations; it must be positive,
+	// and not shorter than the server's BoundOptions.MinReattestInterval
+	// (by default DefaultMinReattestInterval), or the server refuses
+	// requests and the connection is closed.
 	Interval time.Duration
 	// OnFailure, when set, hears each failed re-attestation (the
 	// connection is already closed). Nil: failures are only returned by

@@ -34,13 +34,18 @@ func TestBoundHTTPAndReattestation(t *testing.T) {
 	att := &tamperingAttester{a: f.ServerAttester}
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
+	// No rate limit: this test re-attests back to back.
 	ln, err := atls.NewBoundListener(inner, atls.BoundListenerOptions{Bound: atls.BoundOptions{
-		Attester: att, Verifier: f.Verifier(t, f.ClientMeasurement)}})
+		Attester: att, Verifier: f.Verifier(t, f.ClientMeasurement), MinReattestInterval: -1}})
 	require.NoError(t, err)
 	srv := atls.NewBoundHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		claims, ok := atls.BoundRequestClaims(r)
 		if !ok {
 			http.Error(w, "no claims", http.StatusForbidden)
+			return
+		}
+		if r.ProtoMajor != 1 {
+			http.Error(w, "a BoundListener serves HTTP/1.1 only", http.StatusInternalServerError)
 			return
 		}
 		_ = json.NewEncoder(w).Encode(claims)
@@ -98,7 +103,7 @@ func TestBoundHTTPReattesterPeriodic(t *testing.T) {
 	f := atlstest.Get(t)
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	ln, err := atls.NewBoundListener(inner, atls.BoundListenerOptions{Bound: atls.BoundOptions{Attester: f.ServerAttester}})
+	ln, err := atls.NewBoundListener(inner, atls.BoundListenerOptions{Bound: atls.BoundOptions{Attester: f.ServerAttester, MinReattestInterval: -1}})
 	require.NoError(t, err)
 	srv := atls.NewBoundHTTPServer(http.NotFoundHandler())
 	go func() { _ = srv.Serve(ln) }()

@@ -80,3 +80,46 @@ type nopVerifier struct{}
 func (nopVerifier) Verify(context.Context, *attest.Evidence, [64]byte) (*attest.Claims, error) {
 	return nil, errors.New("not reached")
 }
+
+// The re-attestation rate limit counts from the last request answered,
+// per connection, with the default, a configured and no interval.
+func TestAllowReattest(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name     string
+		interval time.Duration
+		least    time.Duration // 0: no limit
+	}{
+		{"default", 0, DefaultMinReattestInterval},
+		{"configured", 30 * time.Second, 30 * time.Second},
+		{"none", -1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &BoundConn{sess: &BoundSession{Options: &BoundOptions{MinReattestInterval: tc.interval}}}
+			other := &BoundConn{sess: c.sess}
+			if ok, _ := c.allowReattest(t0); !ok {
+				t.Fatal("first request refused")
+			}
+			ok, wait := c.allowReattest(t0.Add(tc.least / 2))
+			if tc.least == 0 {
+				if !ok {
+					t.Fatal("refused without a limit")
+				}
+				return
+			}
+			if ok || wait != tc.least-tc.least/2 {
+				t.Fatalf("request within the interval: ok=%v wait=%v", ok, wait)
+			}
+			if ok, _ := other.allowReattest(t0.Add(tc.least / 2)); !ok {
+				t.Fatal("the limit of one connection applied to another")
+			}
+			// A refused request does not push the next one back.
+			if ok, _ := c.allowReattest(t0.Add(tc.least)); !ok {
+				t.Fatal("request after the interval refused")
+			}
+			if ok, _ := c.allowReattest(t0.Add(tc.least + tc.least/2)); ok {
+				t.Fatal("the interval restarts from the last request answered")
+			}
+		})
+	}
+}
