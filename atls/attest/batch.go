@@ -196,6 +196,13 @@ func ExpectedReportData(ev *Evidence, b Binding) ([ReportDataSize]byte, error) {
 	if !ok {
 		return none, Fail(ErrMalformedEvidence, "batch.proof", "batch-mode evidence has no %q record", BatchRecordLabel)
 	}
+	return proofReportData(rec, leaf)
+}
+
+// proofReportData returns the batch REPORT_DATA that the batch-proof
+// record rec gives for leaf.
+func proofReportData(rec Record, leaf [ReportDataSize]byte) ([ReportDataSize]byte, error) {
+	var none [ReportDataSize]byte
 	if rec.MediaType != BatchMediaType {
 		return none, Fail(ErrMalformedEvidence, "batch.proof", "record %q has media type %q, want %q", BatchRecordLabel, rec.MediaType, BatchMediaType)
 	}

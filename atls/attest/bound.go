@@ -96,16 +96,5 @@ func ExpectedBoundReportData(ev *Evidence, b BoundBinding) ([ReportDataSize]byte
 	if !ok {
 		return leaf, nil
 	}
-	if rec.MediaType != BatchMediaType {
-		return none, Fail(ErrMalformedEvidence, "batch.proof", "record %q has media type %q, want %q", BatchRecordLabel, rec.MediaType, BatchMediaType)
-	}
-	p, err := ParseBatchProof(rec.Value)
-	if err != nil {
-		return none, err
-	}
-	root, err := p.Root(leaf)
-	if err != nil {
-		return none, err
-	}
-	return BatchReportData(p.Size, root), nil
+	return proofReportData(rec, leaf)
 }
