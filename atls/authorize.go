@@ -62,7 +62,8 @@ func (h *peerHooks) authorizePeer(claims *attest.Claims, cs tls.ConnectionState)
 			err = attest.Fail(attest.ErrPolicy, "authorize", "the Authorize function panicked: %v", r)
 		}
 	}()
-	err = h.authorize(claims, cs)
+	// A copy: the claims may be shared with the verification caches.
+	err = h.authorize(claims.Clone(), cs)
 	if err == nil {
 		return nil
 	}

@@ -121,3 +121,35 @@ func TestAuthorize(t *testing.T) {
 		})
 	}
 }
+
+// An Authorize function that changes the claims it is given changes only
+// its own copy: the cached appraisal of a static certificate, which later
+// handshakes reuse, keeps the verified values.
+func TestAuthorizeGetsACopy(t *testing.T) {
+	f := atlstest.Get(t)
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			var seen [][]byte
+			cli := atlstest.NewClient(t, atls.ClientOptions{
+				Verifier:     f.Verifier(t, f.ServerMeasurement),
+				AcceptStatic: true,
+				Authorize: func(c *atls.Claims, cs tls.ConnectionState) error {
+					seen = append(seen, append([]byte(nil), c.SNP.Measurement...))
+					c.SNP.Measurement[0] ^= 0xff
+					c.Mode = attest.ModeNonce
+					return nil
+				},
+			})
+			srv := atlstest.NewServer(t, atls.ServerOptions{Attester: f.ServerAttester, Freshness: atls.FreshnessStatic})
+			for range 2 {
+				o := tr.handshake(t, serverSide{srv: srv}, clientSide{cli: cli})
+				require.NoError(t, o.Client)
+				require.NoError(t, o.Server)
+			}
+			require.Len(t, seen, 2)
+			for _, m := range seen {
+				require.Equal(t, f.ServerMeasurement[:], m, "the second handshake, served from the cache, sees the verified measurement")
+			}
+		})
+	}
+}
